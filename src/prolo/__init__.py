@@ -1,0 +1,1 @@
+"""prolo: an open-source clinical platform for prolotherapy practices."""
