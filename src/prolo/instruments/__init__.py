@@ -1,0 +1,1 @@
+"""Outcome instruments: questionnaires as data plus pure scoring."""
