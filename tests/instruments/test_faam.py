@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,7 +19,7 @@ from prolo.instruments.library.faam import (
 )
 
 
-def test_structure_and_mcids():
+def test_structure_and_mcids() -> None:
     assert get_instrument("faam") is INSTRUMENT
     assert (len(ADL_ITEMS), len(SPORTS_ITEMS), len(ITEM_IDS)) == (21, 8, 29)
     adl, sports = INSTRUMENT.spec("adl"), INSTRUMENT.spec("sports")
@@ -30,7 +32,7 @@ def test_structure_and_mcids():
     assert [spec.key for spec in INSTRUMENT.scores] == ["adl", "sports"]
 
 
-def test_worked_example_all_answered():
+def test_worked_example_all_answered() -> None:
     adl = [4, 4, 3, 3, 2, 4, 4, 4, 3, 4, 4, 1, 0, 4, 4, 3, 4, 4, 2, 4, 4]
     sports = [3, 2, 2, 1, 0, 3, 4, 1]
     answers = dict(zip(ADL_ITEMS, adl, strict=True)) | dict(zip(SPORTS_ITEMS, sports, strict=True))
@@ -44,7 +46,7 @@ def test_worked_example_all_answered():
     assert scores["sports"].value == pytest.approx(50.0)
 
 
-def test_na_items_shrink_the_highest_potential_score():
+def test_na_items_shrink_the_highest_potential_score() -> None:
     answers = dict.fromkeys(ITEM_IDS, 3) | {ADL_ITEMS[0]: None, ADL_ITEMS[1]: None}
     answers |= {SPORTS_ITEMS[7]: None}
     # ADL: 19 answered * 3 = 57 over 19 * 4 = 76; 57 / 76 * 100 = 75.0
@@ -56,20 +58,20 @@ def test_na_items_shrink_the_highest_potential_score():
     assert (scores["sports"].items_answered, scores["sports"].items_total) == (7, 8)
 
 
-def test_unable_to_do_counts_as_zero_not_as_missing():
+def test_unable_to_do_counts_as_zero_not_as_missing() -> None:
     answers = dict.fromkeys(ITEM_IDS, 4) | {SPORTS_ITEMS[0]: 0}
     # Sports: 7 * 4 + 0 = 28 over 8 * 4 = 32; 28 / 32 * 100 = 87.5 (N/A would give 100)
     assert faam_score(answers)["sports"].value == pytest.approx(87.5)
 
 
-def test_boundaries():
+def test_boundaries() -> None:
     low = faam_score(dict.fromkeys(ITEM_IDS, 0))
     high = faam_score(dict.fromkeys(ITEM_IDS, 4))
     assert [s.value for s in low.scores] == [0.0, 0.0]
     assert [s.value for s in high.scores] == [100.0, 100.0]
 
 
-def test_a_subscale_below_the_rule_is_left_out_and_the_other_kept():
+def test_a_subscale_below_the_rule_is_left_out_and_the_other_kept() -> None:
     # Three ADL items missing (18 of 21 < 19): ADL dropped; Sports complete.
     answers = dict.fromkeys(ITEM_IDS, 2) | dict.fromkeys(ADL_ITEMS[:3], None)
     scores = faam_score(answers)
@@ -81,7 +83,7 @@ def test_a_subscale_below_the_rule_is_left_out_and_the_other_kept():
     assert scores["adl"].value == pytest.approx(50.0)
 
 
-def test_neither_subscale_meeting_the_rule_is_not_scorable():
+def test_neither_subscale_meeting_the_rule_is_not_scorable() -> None:
     answers = dict.fromkeys(ITEM_IDS, 2) | dict.fromkeys(ADL_ITEMS[:3], None)
     answers |= dict.fromkeys(SPORTS_ITEMS[:2], None)  # 6 of 8 < 7
     with pytest.raises(NotScorable) as caught:
@@ -92,7 +94,7 @@ def test_neither_subscale_meeting_the_rule_is_not_scorable():
 
 
 @pytest.mark.parametrize("bad", [-1, 5, 3.5, "4"])
-def test_bad_answers_raise_item_error(bad):
+def test_bad_answers_raise_item_error(bad: Any) -> None:
     with pytest.raises(ItemError) as caught:
         faam_score(dict.fromkeys(ITEM_IDS, 4) | {ADL_ITEMS[10]: bad})
     assert caught.value.item == ADL_ITEMS[10]
@@ -109,17 +111,19 @@ item_value = st.integers(min_value=0, max_value=4)
     sports_blank=st.one_of(st.none(), st.sampled_from(SPORTS_ITEMS)),
     index=st.integers(min_value=0, max_value=28),
 )
-def test_raising_one_answer_never_lowers_a_subscale(adl, sports, adl_blanks, sports_blank, index):
-    answers = dict(zip(ADL_ITEMS, adl, strict=True)) | dict(zip(SPORTS_ITEMS, sports, strict=True))
+def test_raising_one_answer_never_lowers_a_subscale(
+    adl: list[int], sports: list[int], adl_blanks: set[str], sports_blank: str | None, index: int
+) -> None:
+    answers: dict[str, float | None] = dict(zip(ADL_ITEMS, adl, strict=True))
+    answers |= dict(zip(SPORTS_ITEMS, sports, strict=True))
     answers |= dict.fromkeys(adl_blanks, None)
     if sports_blank is not None:
         answers[sports_blank] = None
     item = ITEM_IDS[index]
-    if answers[item] is None or answers[item] == 4:
-        answers[item] = 0
-    before = faam_score(answers)
-    answers[item] += 1
-    after = faam_score(answers)
+    current = answers[item]
+    start = 0.0 if current is None or current == 4 else current
+    before = faam_score(answers | {item: start})
+    after = faam_score(answers | {item: start + 1})
     # Higher is better: less difficulty on one item never lowers either subscale.
     for key in ("adl", "sports"):
         assert after[key].value >= before[key].value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,15 +20,19 @@ from prolo.instruments.library.fiqr import (
 )
 
 
-def answers_from(function, overall, symptoms):
+def answers_from(
+    function: list[int | None], overall: list[int], symptoms: list[int]
+) -> dict[str, float | None]:
+    answers: dict[str, float | None] = {}
     return (
-        dict(zip(FUNCTION_ITEMS, function, strict=True))
+        answers
+        | dict(zip(FUNCTION_ITEMS, function, strict=True))
         | dict(zip(OVERALL_ITEMS, overall, strict=True))
         | dict(zip(SYMPTOM_ITEMS, symptoms, strict=True))
     )
 
 
-def test_structure_matches_the_published_domains():
+def test_structure_matches_the_published_domains() -> None:
     assert get_instrument("fiqr") is INSTRUMENT
     assert (len(FUNCTION_ITEMS), len(OVERALL_ITEMS), len(SYMPTOM_ITEMS)) == (9, 2, 10)
     assert len(ITEM_IDS) == 21
@@ -41,7 +47,7 @@ def test_structure_matches_the_published_domains():
     assert all(spec.mcid is None for spec in INSTRUMENT.scores)
 
 
-def test_worked_example():
+def test_worked_example() -> None:
     answers = answers_from(
         function=[2, 3, 4, 5, 6, 1, 0, 7, 2],
         overall=[6, 8],
@@ -59,7 +65,7 @@ def test_worked_example():
     assert (scores["total"].items_answered, scores["total"].items_total) == (21, 21)
 
 
-def test_one_missing_function_item_is_weighted_by_nine_over_eight():
+def test_one_missing_function_item_is_weighted_by_nine_over_eight() -> None:
     answers = answers_from(
         function=[4, 4, 4, 4, 4, 4, 4, 4, None],
         overall=[0, 0],
@@ -72,7 +78,7 @@ def test_one_missing_function_item_is_weighted_by_nine_over_eight():
     assert scores["total"].value == pytest.approx(12.0)
 
 
-def test_boundaries():
+def test_boundaries() -> None:
     low = fiqr_score(dict.fromkeys(ITEM_IDS, 0))
     high = fiqr_score(dict.fromkeys(ITEM_IDS, 10))
     assert [s.value for s in low.scores] == [0.0, 0.0, 0.0, 0.0]
@@ -85,7 +91,7 @@ def test_boundaries():
     }
 
 
-def test_two_missing_function_items_invalidate_the_questionnaire():
+def test_two_missing_function_items_invalidate_the_questionnaire() -> None:
     answers = dict.fromkeys(ITEM_IDS, 5) | {FUNCTION_ITEMS[0]: None, FUNCTION_ITEMS[5]: None}
     with pytest.raises(NotScorable) as caught:
         fiqr_score(answers)
@@ -93,14 +99,14 @@ def test_two_missing_function_items_invalidate_the_questionnaire():
 
 
 @pytest.mark.parametrize("item", [OVERALL_ITEMS[1], SYMPTOM_ITEMS[0], SYMPTOM_ITEMS[9]])
-def test_any_missing_overall_or_symptom_item_invalidates(item):
+def test_any_missing_overall_or_symptom_item_invalidates(item: str) -> None:
     with pytest.raises(NotScorable) as caught:
         fiqr_score(dict.fromkeys(ITEM_IDS, 5) | {item: None})
     assert caught.value.items == (item,)
 
 
 @pytest.mark.parametrize("bad", [-1, 11, 4.5, "7"])
-def test_bad_answers_raise_item_error(bad):
+def test_bad_answers_raise_item_error(bad: Any) -> None:
     with pytest.raises(ItemError) as caught:
         fiqr_score(dict.fromkeys(ITEM_IDS, 5) | {SYMPTOM_ITEMS[3]: bad})
     assert caught.value.item == SYMPTOM_ITEMS[3]
@@ -117,16 +123,21 @@ item_value = st.integers(min_value=0, max_value=10)
     symptoms=st.lists(item_value, min_size=10, max_size=10),
     index=st.integers(min_value=0, max_value=20),
 )
-def test_raising_one_answer_never_lowers_any_score(function, blank, overall, symptoms, index):
+def test_raising_one_answer_never_lowers_any_score(
+    function: list[int | None],
+    blank: str | None,
+    overall: list[int],
+    symptoms: list[int],
+    index: int,
+) -> None:
     answers = answers_from(function, overall, symptoms)
     if blank is not None:  # the one function item the rule lets go missing
         answers[blank] = None
     item = ITEM_IDS[index]
-    if answers[item] is None or answers[item] == 10:
-        answers[item] = 0
-    before = fiqr_score(answers)
-    answers[item] += 1
-    after = fiqr_score(answers)
+    current = answers[item]
+    start = 0.0 if current is None or current == 10 else current
+    before = fiqr_score(answers | {item: start})
+    after = fiqr_score(answers | {item: start + 1})
     # Lower is better: more impact on one item never lowers a domain or the total.
     for key in ("function", "overall", "symptoms", "total"):
         assert after[key].value >= before[key].value

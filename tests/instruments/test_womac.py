@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,15 +22,19 @@ from prolo.instruments.library.womac import (
 from prolo.instruments.questionnaire import is_structure_only, load_questionnaire
 
 
-def answers_from(pain, stiffness, function):
+def answers_from(
+    pain: list[int], stiffness: list[int], function: list[int | None]
+) -> dict[str, float | None]:
+    answers: dict[str, float | None] = {}
     return (
-        dict(zip(PAIN_ITEMS, pain, strict=True))
+        answers
+        | dict(zip(PAIN_ITEMS, pain, strict=True))
         | dict(zip(STIFFNESS_ITEMS, stiffness, strict=True))
         | dict(zip(FUNCTION_ITEMS, function, strict=True))
     )
 
 
-def test_structure_and_licence():
+def test_structure_and_licence() -> None:
     assert get_instrument("womac") is INSTRUMENT
     assert (len(PAIN_ITEMS), len(STIFFNESS_ITEMS), len(FUNCTION_ITEMS)) == (5, 2, 17)
     ranges = {spec.key: (spec.low, spec.high) for spec in INSTRUMENT.scores}
@@ -37,8 +44,8 @@ def test_structure_and_licence():
     assert INSTRUMENT.licence == "licensed"
 
 
-def test_licensed_wording_is_not_shipped():
-    def texts(items):
+def test_licensed_wording_is_not_shipped() -> None:
+    def texts(items: list[dict[str, Any]]) -> Iterator[str]:
         for item in items:
             yield item.get("text", "")
             yield from texts(item.get("item", []))
@@ -51,7 +58,7 @@ def test_licensed_wording_is_not_shipped():
     assert all(text.startswith(("WOMAC ", "Score ")) for text in shipped)
 
 
-def test_worked_example_complete():
+def test_worked_example_complete() -> None:
     answers = answers_from(
         pain=[2, 3, 1, 2, 2],
         stiffness=[3, 1],
@@ -69,7 +76,7 @@ def test_worked_example_complete():
     assert (scores["total"].items_answered, scores["total"].items_total) == (24, 24)
 
 
-def test_three_missing_function_items_take_the_answered_mean():
+def test_three_missing_function_items_take_the_answered_mean() -> None:
     function = [2] * 7 + [3] * 7 + [None] * 3
     answers = answers_from(pain=[1] * 5, stiffness=[0, 0], function=function)
     # Function: 14 answered sum to 7*2 + 7*3 = 35, mean 35/14 = 2.5;
@@ -82,14 +89,14 @@ def test_three_missing_function_items_take_the_answered_mean():
     assert scores["total"].items_answered == 21
 
 
-def test_four_missing_function_items_drop_function_and_total():
+def test_four_missing_function_items_drop_function_and_total() -> None:
     answers = dict.fromkeys(ITEM_IDS, 1) | dict.fromkeys(FUNCTION_ITEMS[:4], None)
     scores = womac_score(answers)
     assert [s.key for s in scores.scores] == ["pain", "stiffness"]
 
 
 @pytest.mark.parametrize("item", [PAIN_ITEMS[2], STIFFNESS_ITEMS[1]])
-def test_pain_and_stiffness_need_every_item(item):
+def test_pain_and_stiffness_need_every_item(item: str) -> None:
     scores = womac_score(dict.fromkeys(ITEM_IDS, 1) | {item: None})
     keys = [s.key for s in scores.scores]
     assert "total" not in keys
@@ -98,7 +105,7 @@ def test_pain_and_stiffness_need_every_item(item):
     assert "function" in keys
 
 
-def test_no_valid_subscale_is_not_scorable():
+def test_no_valid_subscale_is_not_scorable() -> None:
     answers = dict.fromkeys(ITEM_IDS, 1) | {PAIN_ITEMS[0]: None, STIFFNESS_ITEMS[0]: None}
     answers |= dict.fromkeys(FUNCTION_ITEMS[:4], None)
     with pytest.raises(NotScorable) as caught:
@@ -108,7 +115,7 @@ def test_no_valid_subscale_is_not_scorable():
         womac_score({})
 
 
-def test_boundaries():
+def test_boundaries() -> None:
     low = womac_score(dict.fromkeys(ITEM_IDS, 0))
     high = womac_score(dict.fromkeys(ITEM_IDS, 4))
     assert {s.key: s.value for s in low.scores} == dict.fromkeys(
@@ -124,7 +131,7 @@ def test_boundaries():
 
 
 @pytest.mark.parametrize("bad", [-1, 5, 1.5, "2"])
-def test_bad_answers_raise_item_error(bad):
+def test_bad_answers_raise_item_error(bad: Any) -> None:
     with pytest.raises(ItemError) as caught:
         womac_score(dict.fromkeys(ITEM_IDS, 1) | {FUNCTION_ITEMS[16]: bad})
     assert caught.value.item == FUNCTION_ITEMS[16]
@@ -139,14 +146,16 @@ item_value = st.integers(min_value=0, max_value=4)
     function_blanks=st.sets(st.sampled_from(FUNCTION_ITEMS), max_size=3),
     index=st.integers(min_value=0, max_value=23),
 )
-def test_raising_one_answer_never_lowers_any_score(values, function_blanks, index):
-    answers = dict(zip(ITEM_IDS, values, strict=True)) | dict.fromkeys(function_blanks, None)
+def test_raising_one_answer_never_lowers_any_score(
+    values: list[int], function_blanks: set[str], index: int
+) -> None:
+    answers: dict[str, float | None] = dict(zip(ITEM_IDS, values, strict=True))
+    answers |= dict.fromkeys(function_blanks, None)
     item = ITEM_IDS[index]
-    if answers[item] is None or answers[item] == 4:
-        answers[item] = 0
-    before = womac_score(answers)
-    answers[item] += 1
-    after = womac_score(answers)
+    current = answers[item]
+    start = 0.0 if current is None or current == 4 else current
+    before = womac_score(answers | {item: start})
+    after = womac_score(answers | {item: start + 1})
     # Lower is better: worse on one item never lowers a subscale or the total.
     for score in before.scores:
         assert after[score.key].value >= score.value
