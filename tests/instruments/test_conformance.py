@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prolo.instruments import library, questionnaire, texts
+from prolo.instruments import base, library, questionnaire, texts
 from prolo.instruments.base import (
     Instrument,
     ItemError,
@@ -79,6 +79,14 @@ def assert_source(source: Source) -> None:
 
 def test_catalog_is_not_empty() -> None:
     assert IDS
+
+
+def test_score_from_spec_refuses_out_of_range_values() -> None:
+    spec = base.ScoreSpec("total", "Total", 0, 100, "lower_is_better")
+    # A rounding hair outside the range is clamped; a real excursion is a scorer bug.
+    assert base.score_from_spec(spec, 100 + 1e-12, items_answered=1, items_total=1).value == 100
+    with pytest.raises(ValueError, match="outside"):
+        base.score_from_spec(spec, 100.5, items_answered=1, items_total=1)
 
 
 @pytest.mark.parametrize("instrument_id", IDS)
@@ -258,7 +266,7 @@ def library_modules() -> list[str]:
 
 @pytest.mark.parametrize(
     "module_name",
-    [questionnaire.__name__, texts.__name__, *library_modules()],
+    [base.__name__, questionnaire.__name__, texts.__name__, *library_modules()],
 )
 def test_docstring_examples(module_name: str) -> None:
     module = importlib.import_module(module_name)

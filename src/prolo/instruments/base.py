@@ -170,3 +170,34 @@ def checked_answers(
             raise ItemError(item, f"must be between {low:g} and {high:g}, got {value}")
         out[item] = float(value)
     return out
+
+
+def score_from_spec(
+    spec: ScoreSpec, value: float, *, items_answered: int, items_total: int
+) -> Score:
+    """A :class:`Score` carrying ``spec``'s key, range and direction.
+
+    Scorers build every result through this, so a score can never disagree with the
+    spec it claims to be.
+
+    Examples
+    --------
+    >>> spec = ScoreSpec("total", "Total", 0, 100, "lower_is_better")
+    >>> score_from_spec(spec, 32.0, items_answered=10, items_total=10).value
+    32.0
+    """
+    if not spec.low <= value <= spec.high:
+        # Floating-point sums can land a hair outside; anything more is a scorer bug.
+        if spec.low - 1e-9 <= value <= spec.high + 1e-9:
+            value = min(max(value, spec.low), spec.high)
+        else:
+            raise ValueError(f"{spec.key} score {value} outside {spec.low:g}-{spec.high:g}")
+    return Score(
+        key=spec.key,
+        value=value,
+        low=spec.low,
+        high=spec.high,
+        direction=spec.direction,
+        items_answered=items_answered,
+        items_total=items_total,
+    )
