@@ -143,3 +143,12 @@ def test_raising_one_answer_never_lowers_any_score(
         assert after[key].value >= before[key].value
     assert after["total"].value > before["total"].value
     assert 0.0 <= before["total"].value <= 100.0
+
+
+def test_every_breached_domain_is_reported() -> None:
+    gaps = {FUNCTION_ITEMS[1]: None, FUNCTION_ITEMS[2]: None, SYMPTOM_ITEMS[4]: None}
+    with pytest.raises(NotScorable) as caught:
+        fiqr_score(dict.fromkeys(ITEM_IDS, 3) | gaps)
+    assert caught.value.items == (FUNCTION_ITEMS[1], FUNCTION_ITEMS[2], SYMPTOM_ITEMS[4])
+    assert "function 2 missing" in caught.value.message
+    assert "symptoms 1 missing" in caught.value.message

@@ -87,25 +87,22 @@ SCORES = (
 )
 
 
-def _domain_score(
-    values: Mapping[str, float | None],
-    items: tuple[str, ...],
-    divisor: float,
-    max_missing: int,
-    name: str,
-) -> tuple[float, int]:
-    """The domain's weighted sum divided by its divisor, and how many items were answered."""
+def _domain_score(values: Mapping[str, float | None], items: tuple[str, ...]) -> float:
+    """The domain sum, weighted by n/x when x of its n items were answered."""
     answered = [value for item in items if (value := values[item]) is not None]
-    missing = tuple(item for item in items if values[item] is None)
-    if len(missing) > max_missing:
-        raise NotScorable(
-            f"{len(missing)} FIQR {name} item(s) missing; the developers' rule allows "
-            f"{max_missing}, so the questionnaire is invalid",
-            items=missing,
-        )
-    # Weighting by n/x is the developers' rule; with nothing missing it is 1.
-    weighted_sum = sum(answered) * len(items) / len(answered)
-    return weighted_sum / divisor, len(answered)
+    # The developers' weighting; with nothing missing it is 1.
+    return sum(answered) * len(items) / len(answered)
+
+
+def _rule_breaches(values: Mapping[str, float | None]) -> tuple[list[str], tuple[str, ...]]:
+    """Each domain that breaks the missing-item rule, in words, and all missing items."""
+    breaches: list[str] = []
+    for key, items, _, max_missing in DOMAINS:
+        missing = sum(values[item] is None for item in items)
+        if missing > max_missing:
+            breaches.append(f"{key} {missing} missing (allowed {max_missing})")
+    missing_items = tuple(item for item in ITEM_IDS if values[item] is None)
+    return breaches, missing_items
 
 
 def fiqr_score(answers: Answers) -> ScoreSet:
@@ -125,10 +122,16 @@ def fiqr_score(answers: Answers) -> ScoreSet:
     50.0
     """
     values = checked_answers(answers, ITEM_IDS, low=LOW, high=HIGH)
+    breaches, missing = _rule_breaches(values)
+    if breaches:
+        raise NotScorable(
+            "the FIQR is invalid under the developers' missing-item rule: " + "; ".join(breaches),
+            items=missing,
+        )
     results: dict[str, tuple[float, int, int]] = {}
-    for key, items, divisor, max_missing in DOMAINS:
-        value, answered = _domain_score(values, items, divisor, max_missing, key)
-        results[key] = (value, answered, len(items))
+    for key, items, divisor, _ in DOMAINS:
+        answered = sum(values[item] is not None for item in items)
+        results[key] = (_domain_score(values, items) / divisor, answered, len(items))
     total = sum(value for value, _, _ in results.values())
     answered_all = sum(answered for _, answered, _ in results.values())
     results["total"] = (total, answered_all, len(ITEM_IDS))
