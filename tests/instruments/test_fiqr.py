@@ -146,9 +146,10 @@ def test_raising_one_answer_never_lowers_any_score(
 
 
 def test_every_breached_domain_is_reported() -> None:
-    gaps = {FUNCTION_ITEMS[1]: None, FUNCTION_ITEMS[2]: None, SYMPTOM_ITEMS[4]: None}
+    answers: dict[str, float | None] = dict.fromkeys(ITEM_IDS, 3.0)
+    answers |= dict.fromkeys([FUNCTION_ITEMS[1], FUNCTION_ITEMS[2], SYMPTOM_ITEMS[4]], None)
     with pytest.raises(NotScorable) as caught:
-        fiqr_score(dict.fromkeys(ITEM_IDS, 3) | gaps)
+        fiqr_score(answers)
     assert caught.value.items == (FUNCTION_ITEMS[1], FUNCTION_ITEMS[2], SYMPTOM_ITEMS[4])
     assert "function 2 missing" in caught.value.message
     assert "symptoms 1 missing" in caught.value.message
