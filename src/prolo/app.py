@@ -1,0 +1,190 @@
+"""The ASGI application: mounts each domain's routers and pages, renders errors.
+
+Errors are rendered in one place: problem+json (RFC 9457) for the API, a page with
+the message for browsers, and (later) OperationOutcome under ``/fhir``. A stack
+trace never reaches a user, and no request body or health data reaches the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from prolo import ui
+from prolo.db import create_db_engine, make_sessionmaker
+from prolo.errors import AccessDenied, AppError, NotFound, Unauthenticated, ValidationFailed
+from prolo.security import audit
+from prolo.settings import Settings
+from prolo.web import policy
+
+log = logging.getLogger("prolo")
+LOGIN_CSRF_COOKIE = "prolo_csrf"
+PROBLEM_JSON = "application/problem+json"
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'"
+)
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith(("/api", "/fhir", "/cds-services", "/health")):
+        return True
+    return "text/html" not in request.headers.get("accept", "text/html")
+
+
+def _problem(request: Request, error: AppError) -> Response:
+    if _wants_json(request):
+        return JSONResponse(
+            error.problem(instance=request.url.path),
+            status_code=error.http_status,
+            media_type=PROBLEM_JSON,
+        )
+    if isinstance(error, Unauthenticated):
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    principal = getattr(request.state, "principal", None)
+    return ui.render(
+        request,
+        "error.html",
+        principal=principal,
+        status_code=error.http_status,
+        error=error,
+    )
+
+
+def _audit_denied(request: Request, error: AccessDenied) -> None:
+    """Record a refused access in its own transaction (the request's was rolled back)."""
+    principal = getattr(request.state, "principal", None)
+    actor = principal.actor if principal else audit.Actor(None, None, None, None)
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    try:
+        with factory() as session, session.begin():
+            audit.record(
+                session,
+                actor,
+                action="R",
+                event="access.denied",
+                entity_type=error.entity_type,
+                entity_id=error.entity_id,
+                outcome="4",
+            )
+    except Exception:  # an audit failure must not turn a 404 into a 500
+        log.exception("could not record a denied access")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render AppError, validation errors, HTTP errors and crashes consistently."""
+
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> Response:
+        if isinstance(exc, AccessDenied):
+            _audit_denied(request, exc)
+        return _problem(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        errors = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+            errors.append(
+                {
+                    "field": ".".join(loc) or "body",
+                    "message": err["msg"].removeprefix("Value error, "),
+                }
+            )
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        error = ValidationFailed(
+            f"{first['field']}: {first['message']}"
+            + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""),
+            errors=errors,
+        )
+        return _problem(request, error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return _problem(request, NotFound("no such page or resource"))
+        error = AppError(str(exc.detail))
+        error.http_status = exc.status_code  # type: ignore[misc]
+        return _problem(request, error)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> Response:
+        # Log the type and where, never the request body or the values (health data).
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+        error = AppError("something went wrong on our side; the error was logged")
+        error.http_status = 500  # type: ignore[misc]
+        error.code = "internal_error"  # type: ignore[misc]
+        return _problem(request, error)
+
+
+def create_app(settings: Settings | None = None, *, session_factory: Any = None) -> FastAPI:
+    """Build the app for ``settings``; tests may hand in their own session factory."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="prolo",
+        version="0.1.0",
+        description="Clinical platform for prolotherapy practices.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.settings = settings
+    if session_factory is None:
+        engine = create_db_engine(settings)
+        session_factory = make_sessionmaker(engine)
+    app.state.sessionmaker = session_factory
+    ui.TEMPLATES.env.globals["clinic_tz"] = settings.tz
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request.state.principal = None
+        login_csrf = request.cookies.get(LOGIN_CSRF_COOKIE)
+        fresh = login_csrf is None
+        request.state.login_csrf = login_csrf or secrets.token_urlsafe(24)
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers.setdefault("Cache-Control", "no-store")
+        if fresh:
+            response.set_cookie(
+                LOGIN_CSRF_COOKIE,
+                request.state.login_csrf,
+                httponly=True,
+                samesite="strict",
+                secure=settings.secure_cookies,
+            )
+        return response
+
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    @app.get("/health", tags=["ops"], dependencies=[policy("public")])
+    def health(request: Request) -> dict[str, str]:
+        """Liveness and database reachability; no health data."""
+        factory = request.app.state.sessionmaker
+        with factory() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok", "database": settings.database_kind}
+
+    from prolo.routers import include_all
+
+    include_all(app)
+    return app

@@ -1,0 +1,1 @@
+"""The clinic itself: its rooms and practitioners."""

@@ -1,0 +1,1 @@
+"""Treatment courses, consent and procedure records."""

@@ -1,0 +1,164 @@
+"""Engine, sessions and the declarative base.
+
+The caller owns the transaction (a request, a CLI command or a job opens
+``with session.begin():``); services never commit. SQLite runs in WAL mode with
+foreign keys on, ``synchronous=FULL`` so an acknowledged clinical write survives a
+power cut, and a busy timeout so concurrent writers wait instead of failing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from prolo.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on both databases.
+
+    SQLite has no time zones, so values are normalised to UTC on the way in and
+    tagged UTC on the way out; a naive datetime is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware one is required")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Base of every table; one metadata with stable constraint names."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime()}
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class DatabaseNotReady(RuntimeError):
+    """The database cannot be used; the message says what to do."""
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Map ``postgresql://`` to the psycopg 3 driver SQLAlchemy should use."""
+    if database_url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    return database_url
+
+
+def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
+    """An engine for ``settings.database_url`` with prolo's connection settings."""
+    url = sqlalchemy_url(settings.database_url)
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise DatabaseNotReady(
+            "PROLO_DATABASE_URL is not a valid database URL "
+            "(expected sqlite:///path/to/file.db or postgresql://user@host:port/dbname)"
+        ) from None
+    if settings.database_kind == "sqlite":
+        path = settings.sqlite_path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+        )
+        busy_ms = settings.sqlite_busy_timeout_ms
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # pysqlite's own BEGIN handling defers locking; we issue BEGIN ourselves
+            # (below) so that write transactions can ask for IMMEDIATE locks.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded objects usable after the caller's commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any exception."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def check_ready(engine: Engine) -> str:
+    """Check the database answers and is migrated to the newest revision.
+
+    Returns the current revision; raises :class:`DatabaseNotReady` with one line
+    saying what is wrong and how to fix it.
+    """
+    from prolo.migrate import head_revision
+
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            has_version = inspect(conn).has_table("alembic_version")
+            current: str | None = (
+                conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                if has_version
+                else None
+            )
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no answer"
+        raise DatabaseNotReady(
+            f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
+            f"{reason} (is the server running and PROLO_DATABASE_URL right?)"
+        ) from None
+    head = head_revision()
+    if current is None:
+        raise DatabaseNotReady("the database has no schema yet: run `prolo db upgrade`")
+    if current != head:
+        raise DatabaseNotReady(
+            f"the database is at migration {current}, the code expects {head}: "
+            "run `prolo db upgrade`"
+        )
+    return current

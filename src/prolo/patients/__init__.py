@@ -1,0 +1,1 @@
+"""Patients and their chart: demographics, diagnoses, allergies, medications."""

@@ -1,0 +1,1 @@
+"""The patient's side: questionnaire responses, scores and the flare diary."""

@@ -1,0 +1,1 @@
+"""Calendar, booking and planners."""

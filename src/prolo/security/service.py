@@ -1,0 +1,261 @@
+"""Accounts, logins, browser sessions and API tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from prolo.db import utcnow
+from prolo.errors import Conflict, NotFound, ValidationFailed
+from prolo.security import audit
+from prolo.security.models import ROLES, ApiToken, User, WebSession
+from prolo.security.passwords import (
+    DUMMY_HASH,
+    hash_password,
+    needs_rehash,
+    password_problem,
+    verify_password,
+)
+from prolo.security.principal import Principal
+
+MAX_FAILED_LOGINS = 5
+LOCKOUT = dt.timedelta(minutes=15)
+TOKEN_PREFIX = "prolo_"  # noqa: S105  (a prefix, not a secret)
+API_SCOPES = ("read", "write", "fhir", "bulk", "admin")
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def normalize_email(email: str) -> str:
+    """Emails compare case-insensitively; stored lower-cased and trimmed."""
+    return email.strip().lower()
+
+
+def create_user(
+    *,
+    session: Session,
+    clinic_id: int,
+    email: str,
+    password: str,
+    role: str,
+    display_name: str,
+    patient_id: int | None = None,
+    practitioner_id: int | None = None,
+    actor: audit.Actor = audit.SYSTEM,
+) -> User:
+    """Create a login; raises ValidationFailed naming the field, Conflict on a taken email."""
+    email = normalize_email(email)
+    if "@" not in email or len(email) > 254:
+        raise ValidationFailed("must be an email address", field="email")
+    if role not in ROLES:
+        raise ValidationFailed(f"must be one of {', '.join(ROLES)}", field="role")
+    if (role == "patient") != (patient_id is not None):
+        raise ValidationFailed(
+            "a patient account needs its patient record, and only a patient account has one",
+            field="patient_id",
+        )
+    problem = password_problem(password, email=email)
+    if problem:
+        raise ValidationFailed(f"password {problem}", field="password")
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("an account with this email already exists", field="email")
+    user = User(
+        clinic_id=clinic_id,
+        email=email,
+        display_name=display_name,
+        password_hash=hash_password(password),
+        role=role,
+        patient_id=patient_id,
+        practitioner_id=practitioner_id,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session, actor, action="C", event="user.create", entity_type="User", entity_id=user.id
+    )
+    return user
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """The outcome of a login attempt; ``user`` is set only on success."""
+
+    user: User | None
+    reason: str | None = None  # "bad_credentials" | "locked" | "inactive"
+
+
+def authenticate(
+    *, session: Session, email: str, password: str, source_ip: str | None
+) -> LoginResult:
+    """Check a password login, counting failures and locking after too many.
+
+    Never raises for bad credentials: the failure count must be committed.
+    """
+    now = utcnow()
+    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    if user is None:
+        verify_password(DUMMY_HASH, password)  # same cost as a real check
+        audit.record(
+            session,
+            audit.Actor(None, None, None, source_ip),
+            action="E",
+            event="login",
+            entity_type="User",
+            outcome="4",
+            detail="unknown account",
+        )
+        return LoginResult(None, "bad_credentials")
+    actor = audit.Actor(user.id, user.role, user.clinic_id, source_ip)
+    if user.locked_until is not None and user.locked_until > now:
+        audit.record(
+            session,
+            actor,
+            action="E",
+            event="login",
+            entity_type="User",
+            entity_id=user.id,
+            outcome="4",
+            detail="locked",
+        )
+        return LoginResult(None, "locked")
+    if not verify_password(user.password_hash, password):
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.locked_until = now + LOCKOUT
+            user.failed_logins = 0
+        audit.record(
+            session,
+            actor,
+            action="E",
+            event="login",
+            entity_type="User",
+            entity_id=user.id,
+            outcome="4",
+            detail="bad password",
+        )
+        return LoginResult(None, "bad_credentials")
+    if not user.active:
+        return LoginResult(None, "inactive")
+    user.failed_logins = 0
+    user.locked_until = None
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    audit.record(session, actor, action="E", event="login", entity_type="User", entity_id=user.id)
+    return LoginResult(user)
+
+
+def start_web_session(*, session: Session, user: User, hours: int) -> tuple[str, WebSession]:
+    """Open a browser session; returns the cookie secret (shown once) and the row."""
+    secret = secrets.token_urlsafe(32)
+    row = WebSession(
+        id=_digest(secret),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(24),
+        expires_at=utcnow() + dt.timedelta(hours=hours),
+    )
+    session.add(row)
+    session.flush()
+    return secret, row
+
+
+def end_web_session(*, session: Session, secret: str) -> None:
+    """Revoke the session behind a cookie so a copy of it stops working too."""
+    row = session.get(WebSession, _digest(secret))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+
+
+def _principal(user: User, **kw: object) -> Principal:
+    return Principal(
+        user_id=user.id,
+        role=user.role,
+        clinic_id=user.clinic_id,
+        display_name=user.display_name,
+        patient_id=user.patient_id,
+        practitioner_id=user.practitioner_id,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def principal_for_cookie(
+    *, session: Session, secret: str, source_ip: str | None
+) -> Principal | None:
+    """The principal behind a session cookie, or None if it is unknown, expired or revoked."""
+    row = session.get(WebSession, _digest(secret))
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        return None
+    return _principal(user, via="session", csrf_token=row.csrf_token, source_ip=source_ip)
+
+
+def create_api_token(
+    *,
+    session: Session,
+    user_id: int,
+    name: str,
+    scopes: tuple[str, ...] = ("read", "write"),
+    days: int = 30,
+    actor: audit.Actor = audit.SYSTEM,
+) -> tuple[str, ApiToken]:
+    """Issue a bearer token; the secret is returned once and only its hash is kept."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user", field="user_id")
+    bad = [s for s in scopes if s not in API_SCOPES]
+    if bad:
+        raise ValidationFailed(
+            f"unknown scope {bad[0]!r}; known: {', '.join(API_SCOPES)}", field="scopes"
+        )
+    if not 1 <= days <= 366:
+        raise ValidationFailed("must be between 1 and 366 days", field="days")
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=_digest(secret),
+        scopes=" ".join(sorted(set(scopes))),
+        expires_at=utcnow() + dt.timedelta(days=days),
+    )
+    session.add(token)
+    session.flush()
+    audit.record(
+        session, actor, action="C", event="token.create", entity_type="ApiToken", entity_id=token.id
+    )
+    return secret, token
+
+
+def revoke_api_token(*, session: Session, token_id: int, actor: audit.Actor) -> None:
+    """Revoke a token at once."""
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound("no such token", field="token_id")
+    token.revoked_at = utcnow()
+    audit.record(
+        session, actor, action="U", event="token.revoke", entity_type="ApiToken", entity_id=token.id
+    )
+
+
+def principal_for_token(
+    *, session: Session, secret: str, source_ip: str | None
+) -> Principal | None:
+    """The principal behind a bearer token, or None if unknown, expired or revoked."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(secret)))
+    if token is None or token.revoked_at is not None or token.expires_at <= utcnow():
+        return None
+    user = session.get(User, token.user_id)
+    if user is None or not user.active:
+        return None
+    return _principal(
+        user, via="token", scopes=frozenset(token.scopes.split()), source_ip=source_ip
+    )

@@ -1,0 +1,12 @@
+// prolo's only script: small progressive enhancements; every page works without it.
+document.addEventListener("DOMContentLoaded", () => {
+  // Ask before removing a chart entry; the server still checks CSRF and rights.
+  for (const form of document.querySelectorAll("form[action$='/delete']")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm("Remove this entry from the chart?")) event.preventDefault();
+    });
+  }
+  // Move focus to the first field with an error so keyboard and screen-reader users land on it.
+  const invalid = document.querySelector("[aria-invalid='true']");
+  if (invalid) invalid.focus();
+});

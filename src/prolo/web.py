@@ -1,0 +1,120 @@
+"""Request plumbing shared by every domain's routes and pages.
+
+- :data:`DbSession`: the request's unit of work. It commits after the handler
+  returns and *before* the response is sent, so a client never sees success for a
+  write that did not commit.
+- :func:`policy`: every route declares who may call it. ``policy("clinician",
+  "admin")`` resolves the principal (bearer token or session cookie) and refuses
+  everyone else; ``policy("public")`` marks a deliberately open route. A test walks
+  the route table and fails for any route without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from prolo.errors import Forbidden, Unauthenticated
+from prolo.security import service as security_service
+from prolo.security.principal import Principal
+
+SESSION_COOKIE = "prolo_session"
+PUBLIC = "public"
+AUTHENTICATED = "authenticated"
+ROLE_NAMES = ("admin", "clinician", "front_desk", "patient", "researcher")
+
+
+def _unit_of_work(request: Request) -> Iterator[Session]:
+    factory = request.app.state.sessionmaker
+    with factory() as session, session.begin():
+        yield session
+
+
+DbSession = Annotated[Session, Depends(_unit_of_work, scope="function")]
+
+
+def client_ip(request: Request) -> str | None:
+    """The peer address (a reverse proxy's X-Forwarded-For is trusted only via uvicorn)."""
+    return request.client.host if request.client else None
+
+
+def resolve_principal(request: Request, session: Session) -> Principal | None:
+    """The caller from a bearer token or a session cookie; None when anonymous."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    ip = client_ip(request)
+    principal: Principal | None = None
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+        principal = security_service.principal_for_token(
+            session=session, secret=credentials.strip(), source_ip=ip
+        )
+        if principal is None:
+            raise Unauthenticated("the bearer token is unknown, expired or revoked")
+    else:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            principal = security_service.principal_for_cookie(
+                session=session, secret=cookie, source_ip=ip
+            )
+    request.state.principal = principal
+    return principal
+
+
+def policy(*roles: str, scope: str | None = None) -> Any:
+    """A dependency that admits only ``roles`` (or anyone for ``"public"``).
+
+    The returned ``Depends`` carries ``__prolo_policy__`` so the route table can be
+    checked for routes without a policy. ``scope`` is the API-token scope required
+    when the caller uses a bearer token ("read" for GET, "write" for changes).
+    """
+    if not roles:
+        raise ValueError("policy() needs at least one role, 'public' or 'authenticated'")
+    unknown = set(roles) - {PUBLIC, AUTHENTICATED, *ROLE_NAMES}
+    if unknown:
+        raise ValueError(f"unknown role(s) in policy: {sorted(unknown)}")
+
+    if roles == (PUBLIC,):
+
+        def public(request: Request) -> None:
+            request.state.policy = PUBLIC
+
+        public.__prolo_policy__ = (PUBLIC,)  # type: ignore[attr-defined]
+        return Depends(public)
+
+    def guard(request: Request, session: DbSession) -> Principal:
+        principal = resolve_principal(request, session)
+        if principal is None:
+            raise Unauthenticated("log in or send a bearer token")
+        if AUTHENTICATED not in roles and principal.role not in roles:
+            raise Forbidden("your role may not use this")
+        if principal.via == "token":
+            needed = scope or ("read" if request.method in ("GET", "HEAD") else "write")
+            if needed not in principal.scopes and "admin" not in principal.scopes:
+                raise Forbidden(f"this token lacks the {needed!r} scope")
+        return principal
+
+    guard.__prolo_policy__ = roles  # type: ignore[attr-defined]
+    return Depends(guard)
+
+
+def route_policy(dependencies: list[Any]) -> tuple[str, ...] | None:
+    """The policy a route's dependency tree declares, or None (used by the route test)."""
+    for dep in dependencies:
+        found = getattr(dep.call, "__prolo_policy__", None)
+        if found is not None:
+            return tuple(found)
+        nested = route_policy(dep.dependencies)
+        if nested is not None:
+            return nested
+    return None
+
+
+Guard = Callable[..., Principal]
