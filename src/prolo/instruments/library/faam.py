@@ -28,6 +28,7 @@ from prolo.instruments.base import (
     ScoreSpec,
     Source,
     checked_answers,
+    score_from_spec,
 )
 from prolo.instruments.questionnaire import questionnaire_item_ids, shared_bounds
 
@@ -132,17 +133,7 @@ def faam_score(answers: Answers) -> ScoreSet:
             short.append(f"{key} {answered} of {len(items)} (needs {MIN_ANSWERED[key]})")
             continue
         value, answered = _subscale(values, items)
-        scores.append(
-            Score(
-                key=spec.key,
-                value=value,
-                low=spec.low,
-                high=spec.high,
-                direction=spec.direction,
-                items_answered=answered,
-                items_total=len(items),
-            )
-        )
+        scores.append(score_from_spec(spec, value, items_answered=answered, items_total=len(items)))
     if not scores:
         missing = tuple(item for item in ITEM_IDS if values[item] is None)
         raise NotScorable(

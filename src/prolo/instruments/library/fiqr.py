@@ -20,11 +20,11 @@ from prolo.instruments.base import (
     Answers,
     Instrument,
     NotScorable,
-    Score,
     ScoreSet,
     ScoreSpec,
     Source,
     checked_answers,
+    score_from_spec,
 )
 from prolo.instruments.questionnaire import questionnaire_item_ids, shared_bounds
 
@@ -136,12 +136,9 @@ def fiqr_score(answers: Answers) -> ScoreSet:
     answered_all = sum(answered for _, answered, _ in results.values())
     results["total"] = (total, answered_all, len(ITEM_IDS))
     scores = tuple(
-        Score(
-            key=spec.key,
-            value=results[spec.key][0],
-            low=spec.low,
-            high=spec.high,
-            direction=spec.direction,
+        score_from_spec(
+            spec,
+            results[spec.key][0],
             items_answered=results[spec.key][1],
             items_total=results[spec.key][2],
         )

@@ -13,11 +13,11 @@ from prolo.instruments.base import (
     Answers,
     Instrument,
     NotScorable,
-    Score,
     ScoreSet,
     ScoreSpec,
     Source,
     checked_answers,
+    score_from_spec,
 )
 from prolo.instruments.questionnaire import questionnaire_item_ids, shared_bounds
 
@@ -95,13 +95,9 @@ def jfls_8_score(answers: Answers) -> ScoreSet:
             f"the scoring manual allows at most {MAX_MISSING}",
             items=missing,
         )
-    spec = SCORES[0]
-    score = Score(
-        key=spec.key,
-        value=sum(answered) / len(answered),
-        low=spec.low,
-        high=spec.high,
-        direction=spec.direction,
+    score = score_from_spec(
+        SCORES[0],
+        sum(answered) / len(answered),
         items_answered=len(answered),
         items_total=len(ITEM_IDS),
     )
