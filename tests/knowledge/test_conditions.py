@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from prolo.knowledge import loader
 from prolo.knowledge.loader import (
     CONDITIONS_DIR,
     KnowledgeError,
+    conditions_for_complaint,
     conditions_for_icd10,
     get_condition,
     load_conditions,
@@ -96,6 +98,11 @@ def mutated(**changes: Any) -> dict[str, Any]:
 # --- the shipped folder ----------------------------------------------------------
 
 
+def test_folder_is_not_empty_and_holds_my_conditions() -> None:
+    ids = {p.stem for p in FILES}
+    assert set(MINE) <= ids
+
+
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_every_file_loads(path: Path) -> None:
     cond = load_file(path)
@@ -110,6 +117,12 @@ def test_whole_folder_loads_with_parents_resolved() -> None:
             assert cond.parent in conditions
 
 
+@cache
+def _loaded(path: Path) -> Condition:
+    # Validate each shipped file once per session; the per-file tests only read it.
+    return load_file(path)
+
+
 def _raw(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
@@ -118,7 +131,7 @@ def _raw(path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_every_study_names_where_it_was_read(path: Path) -> None:
-    for study in load_file(path).studies:
+    for study in _loaded(path).studies:
         assert study.url.startswith(("https://", "http://")), study.id
         assert study.locator.strip(), study.id
         assert study.grade in ("primary", "secondary"), study.id
@@ -145,7 +158,7 @@ def _numeric_leaves(node: Any, path: str) -> list[str]:
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_every_figure_sits_next_to_its_source(path: Path) -> None:
     raw = _raw(path)
-    cond = load_file(path)
+    cond = _loaded(path)
     for key, value in raw.items():
         if key in _NUMERIC_OK_TOP or key == "studies":
             continue  # a study carries url, locator and grade for all its figures
@@ -174,7 +187,7 @@ def _study_text(cond: Condition) -> str:
 def test_figures_in_prose_come_from_a_study_in_the_same_file(path: Path) -> None:
     """A number in a summary, grade reason or claim must also appear in a study entry
     or the protocol of the same file, so every figure a patient reads has a source."""
-    cond = load_file(path)
+    cond = _loaded(path)
     sourced = set(_NUMBER.findall(_study_text(cond)))
     prose = [cond.summary_patient, cond.summary_clinician, cond.grade_reason]
     prose += [c.assessment for c in cond.claims]
@@ -185,13 +198,13 @@ def test_figures_in_prose_come_from_a_study_in_the_same_file(path: Path) -> None
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_icd10_codes_are_billable(path: Path) -> None:
-    for code in load_file(path).codes.icd10cm:
+    for code in _loaded(path).codes.icd10cm:
         assert is_billable_icd10cm(code.code), code.code
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_each_listed_code_is_matched_by_its_condition(path: Path) -> None:
-    cond = load_file(path)
+    cond = _loaded(path)
     for code in cond.codes.icd10cm:
         assert cond in conditions_for_icd10(code.code)
 
@@ -209,6 +222,34 @@ def test_insufficient_conditions_still_explain_themselves() -> None:
 def test_get_condition_unknown_id_raises_key_error_naming_it() -> None:
     with pytest.raises(KeyError, match="no-such-condition"):
         get_condition("no-such-condition")
+
+
+def test_get_condition_returns_the_loaded_entry() -> None:
+    assert get_condition("knee-osteoarthritis").id == "knee-osteoarthritis"
+
+
+def test_load_conditions_is_cached_but_returns_a_fresh_dict() -> None:
+    first = load_conditions()
+    first.pop("knee-osteoarthritis")
+    second = load_conditions()
+    assert "knee-osteoarthritis" in second
+    assert second["low-back-pain"] is load_conditions()["low-back-pain"]
+
+
+def test_conditions_for_icd10_most_specific_first_and_dot_optional() -> None:
+    found = [c.id for c in conditions_for_icd10("M17.11")]
+    # exact code, then the parent chain from the most specific entry upwards
+    assert found == ["knee-osteoarthritis", "osteoarthritis", "arthritis"]
+    assert found == [c.id for c in conditions_for_icd10("m1711")]
+    assert conditions_for_icd10("Z00.00") == []
+
+
+def test_conditions_for_complaint() -> None:
+    ids = {c.id for c in conditions_for_complaint("lower_back")}
+    assert "low-back-pain" in ids
+    assert "neck-pain" not in ids
+    with pytest.raises(ValueError, match="elbow_left"):
+        conditions_for_complaint("elbow_left")
 
 
 # --- malformed files fail loudly, naming the file and field ----------------------

@@ -122,24 +122,33 @@ def _normalise_icd10(code: str) -> str:
     return code.strip().upper().replace(".", "")
 
 
+def _depth(cond: Condition, found: Mapping[str, Condition]) -> int:
+    depth = 0
+    while cond.parent is not None:
+        depth += 1
+        cond = found[cond.parent]
+    return depth
+
+
 def conditions_for_icd10(code: str) -> list[Condition]:
     """Conditions whose codes or ``match.icd10_prefixes`` cover ``code``.
 
     The dot is optional (``M17.11`` or ``M1711``). Most specific first: an exact
-    listed code, then the longest matching prefix; ties in id order. Empty when none.
+    listed code, then the longest matching prefix, then the deeper entry (a child
+    before its parent); ties in id order. Empty when none match.
     """
     wanted = _normalise_icd10(code)
-    ranked: list[tuple[int, str, Condition]] = []
-    for cond in _shipped().values():
+    found = _shipped()
+    ranked: list[tuple[int, int, str, Condition]] = []
+    for cond in found.values():
         if any(_normalise_icd10(c.code) == wanted for c in cond.codes.icd10cm):
-            ranked.append((-100, cond.id, cond))
-            continue
-        lengths = [
-            len(p) for p in map(_normalise_icd10, cond.match.icd10_prefixes) if wanted.startswith(p)
-        ]
-        if lengths:
-            ranked.append((-max(lengths), cond.id, cond))
-    return [cond for _, _, cond in sorted(ranked, key=lambda r: (r[0], r[1]))]
+            specificity = 100
+        else:
+            prefixes = map(_normalise_icd10, cond.match.icd10_prefixes)
+            specificity = max((len(p) for p in prefixes if wanted.startswith(p)), default=0)
+        if specificity:
+            ranked.append((-specificity, -_depth(cond, found), cond.id, cond))
+    return [cond for *_, cond in sorted(ranked, key=lambda r: r[:3])]
 
 
 def conditions_for_complaint(key: str) -> list[Condition]:
