@@ -343,7 +343,7 @@ study_sets = st.integers(min_value=2, max_value=12).flatmap(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(study_sets, st.sampled_from(["REML", "DL"]), st.sampled_from(["z", "knha"]))
 def test_pooled_estimate_invariants(data, method, test):
     yi, vi = data

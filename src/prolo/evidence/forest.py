@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from scipy import stats
+from scipy import special
 
 from prolo.evidence.meta import PooledEstimate
 
@@ -93,7 +93,7 @@ def forest_rows(
     if len(set(sizes.values())) != 1:
         detail = ", ".join(f"{name}={size}" for name, size in sizes.items())
         raise ValueError(f"labels, yi and vi must match the pooled model's k; got {detail}")
-    crit = float(stats.norm.ppf(0.5 + pooled.level / 2.0))
+    crit = float(special.ndtri(0.5 + pooled.level / 2.0))
     rows = []
     for label, y, v, weight in zip(labels, yi, vi, pooled.weights, strict=True):
         if not v > 0.0:

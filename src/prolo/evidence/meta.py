@@ -28,7 +28,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 __all__ = [
     "EffectSize",
@@ -409,13 +409,13 @@ def _q_p_value(q: float, df: int) -> float:
     if df < 1:
         # One study: there is nothing to be heterogeneous with.
         return 1.0
-    return float(stats.chi2.sf(q, df))
+    return float(special.chdtrc(df, q))
 
 
 def _two_sided(statistic: float, *, df: int | None) -> float:
     if df is None:
-        return float(2.0 * stats.norm.sf(abs(statistic)))
-    return float(2.0 * stats.t.sf(abs(statistic), df))
+        return float(2.0 * special.ndtr(-abs(statistic)))
+    return float(2.0 * special.stdtr(df, -abs(statistic)))
 
 
 def _ratio(estimate: float, se: float) -> float:
@@ -464,7 +464,7 @@ def fixed_effect(
     q_df = k - 1
     i2 = 100.0 * max(0.0, (q - q_df) / q) if q > 0.0 else 0.0
     h2 = q / q_df if q_df > 0 else 1.0
-    crit = float(stats.norm.ppf(0.5 + level / 2.0))
+    crit = float(special.ndtri(0.5 + level / 2.0))
     statistic = estimate / se
     ci_low, ci_high = estimate - crit * se, estimate + crit * se
     return PooledEstimate(
@@ -618,7 +618,9 @@ def random_effects(
         se *= math.sqrt(residual_variance)
 
     alpha_quantile = 0.5 + level / 2.0
-    crit = float(stats.norm.ppf(alpha_quantile) if df is None else stats.t.ppf(alpha_quantile, df))
+    crit = float(
+        special.ndtri(alpha_quantile) if df is None else special.stdtrit(df, alpha_quantile)
+    )
     statistic = _ratio(estimate, se)
     pi_half = crit * math.sqrt(tau2 + se**2)
 
