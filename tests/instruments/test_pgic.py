@@ -6,7 +6,11 @@ import pytest
 
 from prolo.instruments.base import ItemError, NotScorable
 from prolo.instruments.catalog import get_instrument
-from prolo.instruments.questionnaire import questionnaire_items
+from prolo.instruments.questionnaire import (
+    is_structure_only,
+    load_questionnaire,
+    questionnaire_items,
+)
 
 PGIC = get_instrument("pgic")
 
@@ -28,10 +32,17 @@ def test_boundaries_and_direction() -> None:
 def test_answer_labels_run_from_improved_to_worse() -> None:
     (item,) = questionnaire_items("pgic")
     labels = {option.ordinal: option.display for option in item.options}
-    # The NINDS CDE anchors: 1 = very much improved, 7 = very much worse.
+    # The NINDS CDE anchors: 1 = very much improved, 7 = very much worse; 2 and 3 as
+    # named by Farrar 2001 and IMMPACT. 4-6 were not read in a source, so stay neutral.
     assert labels[1.0] == "Very much improved"
+    assert labels[2.0] == "Much improved"
+    assert labels[3.0] == "Minimally improved"
     assert labels[7.0] == "Very much worse"
-    assert len(labels) == 7
+    assert [labels[n] for n in (4.0, 5.0, 6.0)] == ["Rating 4", "Rating 5", "Rating 6"]
+
+
+def test_neutral_labels_are_flagged_for_the_clinic() -> None:
+    assert is_structure_only(load_questionnaire("pgic"))
 
 
 def test_missing_rating_is_not_scorable() -> None:

@@ -35,7 +35,8 @@ ORDINAL_VALUE_URL = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
 MIN_VALUE_URL = "http://hl7.org/fhir/StructureDefinition/minValue"
 MAX_VALUE_URL = "http://hl7.org/fhir/StructureDefinition/maxValue"
 LOINC_SYSTEM = "http://loinc.org"
-# meta.tag marking a questionnaire whose wording is neutral labels, not the licensed text.
+# meta.tag marking a questionnaire whose wording is (partly) neutral labels, typically
+# because the licence forbids reproducing it; pages warn until a clinic loads its text.
 STRUCTURE_ONLY_TAG = {"system": "urn:prolo:questionnaire-text", "code": "structure-only"}
 
 # Items a patient answers; "group" and "display" only structure or explain.
@@ -250,7 +251,7 @@ def loinc_code(instrument_id: str) -> str | None:
 
 
 def is_structure_only(questionnaire: Mapping[str, Any]) -> bool:
-    """Whether the questionnaire carries neutral labels instead of its licensed wording.
+    """Whether the questionnaire shows neutral labels where its wording belongs.
 
     Examples
     --------

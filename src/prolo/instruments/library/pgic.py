@@ -6,6 +6,11 @@ the anchor other instruments' MCIDs are measured against. Farrar et al. (2001) t
 "much improved" or better (1-2) as a clinically important improvement; IMMPACT
 (Dworkin et al. 2008) called "minimally improved" (3) minimally important. Those are
 responder categories, so ``mcid`` stays None and docs/instruments.md explains them.
+
+Labels: 1 "very much improved" and 7 "very much worse" (NINDS), 2 "much improved"
+(Farrar 2001) and 3 "minimally improved" (IMMPACT) were read in sources; 4-6 and the
+question stem were not, and PGIC versions differ, so those stay neutral until the
+clinic loads the wording of its version (the file is tagged structure-only).
 """
 
 from __future__ import annotations
