@@ -361,6 +361,13 @@ def test_not_yaml_mapping_fails(tmp_path: Path) -> None:
         load_file(path)
 
 
+def test_invalid_yaml_fails_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad-syntax.yaml"
+    path.write_text("id: [unclosed\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match=r"bad-syntax\.yaml: not valid YAML"):
+        load_file(path)
+
+
 def test_unknown_parent_fails_at_directory_load(tmp_path: Path) -> None:
     write(tmp_path, mutated(parent="ghost-condition"))
     with pytest.raises(KnowledgeError, match=r"sample-condition\.yaml: parent: .*ghost"):

@@ -64,6 +64,8 @@ def load_file(path: Path) -> Condition:
     """Parse and validate one condition file; KnowledgeError when it is malformed."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise KnowledgeError(path.name, "", f"not UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
         raise KnowledgeError(path.name, "", f"not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
