@@ -43,7 +43,8 @@ def _wants_json(request: Request) -> bool:
     path = request.url.path
     if path.startswith(("/api", "/fhir", "/cds-services", "/health")):
         return True
-    return "text/html" not in request.headers.get("accept", "text/html")
+    accept = request.headers.get("accept", "")
+    return "json" in accept and "text/html" not in accept
 
 
 def _problem(request: Request, error: AppError) -> Response:

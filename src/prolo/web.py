@@ -118,3 +118,20 @@ def route_policy(dependencies: list[Any]) -> tuple[str, ...] | None:
 
 
 Guard = Callable[..., Principal]
+
+
+def api_routes(routes: list[Any]) -> list[Any]:
+    """Every ``APIRoute`` under ``routes``, looking inside included routers.
+
+    FastAPI may keep an included router as one lazy entry; the route table test and
+    the authorization matrix need the routes themselves.
+    """
+    from fastapi.routing import APIRoute
+
+    found: list[Any] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):
+            found.extend(api_routes(route.original_router.routes))
+    return found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from typing import cast
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -250,7 +251,7 @@ def remove_chart_entry(
     """Delete a diagnosis, allergy or medication entered in error."""
     patient = _chart_writer(session, principal, patient_id)
     model = _CHART_ENTRY[kind]
-    entry: Diagnosis | Allergy | Medication | None = session.get(model, entry_id)
+    entry = cast(Diagnosis | Allergy | Medication | None, session.get(model, entry_id))
     if entry is None or entry.patient_id != patient.id:
         raise AccessDenied(f"no such {kind}", entity_type=kind, entity_id=entry_id)
     session.delete(entry)

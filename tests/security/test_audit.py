@@ -1,0 +1,60 @@
+"""The audit chain detects edits and removals."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
+
+from prolo.security import audit
+from prolo.security.models import AuditEvent
+
+ACTOR = audit.Actor(user_id=1, role="clinician", clinic_id=1, source_ip="127.0.0.1")
+
+
+def _write(session: Session, n: int) -> list[AuditEvent]:
+    return [
+        audit.record(
+            session,
+            ACTOR,
+            action="R",
+            event="patient.read",
+            entity_type="Patient",
+            entity_id=i,
+            patient_id=i,
+        )
+        for i in range(n)
+    ]
+
+
+def test_an_intact_chain_verifies(session: Session) -> None:
+    _write(session, 5)
+    checked, broken = audit.verify_database(session)
+    assert (checked, broken) == (5, None)
+
+
+def test_an_edited_entry_is_named(session: Session) -> None:
+    entries = _write(session, 5)
+    session.execute(update(AuditEvent).where(AuditEvent.id == entries[2].id).values(user_id=99))
+    session.expire_all()
+    _, broken = audit.verify_database(session)
+    assert broken is not None and broken.entry_id == entries[2].id
+    assert "edited" in broken.reason
+
+
+def test_a_removed_entry_is_named(session: Session) -> None:
+    entries = _write(session, 5)
+    session.execute(delete(AuditEvent).where(AuditEvent.id == entries[1].id))
+    session.expire_all()
+    _, broken = audit.verify_database(session)
+    assert broken is not None and broken.entry_id == entries[1].id
+    assert "missing" in broken.reason
+
+
+def test_a_rehashed_forgery_still_breaks_the_next_link(session: Session) -> None:
+    entries = _write(session, 4)
+    forged = entries[1]
+    forged.user_id = 42
+    forged.hash = audit.entry_hash(forged.prev_hash, forged)
+    session.flush()
+    _, broken = audit.verify_database(session)
+    assert broken is not None and broken.entry_id == entries[2].id
