@@ -224,6 +224,18 @@ def audit_verify() -> None:
     console.print(f"audit chain intact: {checked} entries")
 
 
+def _register_domain_commands() -> None:
+    """Each domain may add sub-commands in its ``cli.py`` with ``register(app)``."""
+    from prolo.discovery import domain_modules
+
+    for module in domain_modules("cli"):
+        if module.__name__.endswith(".cli"):
+            module.register(app)
+
+
+_register_domain_commands()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -1,20 +1,21 @@
-"""Every domain's API routes and pages, mounted in one place."""
+"""Every domain's API routes and pages, mounted in one place.
+
+A domain's ``routes.py`` (or ``<name>_routes.py``) and ``pages.py`` (or
+``<name>_pages.py``) modules that define ``router`` are found and mounted: API
+routers first, then pages.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
-from prolo.clinic import pages as clinic_pages
-from prolo.patients import pages as patient_pages
-from prolo.patients import routes as patient_routes
-from prolo.portal import pages as portal_pages
-from prolo.security import pages as security_pages
+from prolo.discovery import domain_modules
 
 
 def include_all(app: FastAPI) -> None:
     """Mount API routers first, then pages."""
-    app.include_router(patient_routes.router)
-    app.include_router(security_pages.router)
-    app.include_router(clinic_pages.router)
-    app.include_router(patient_pages.router)
-    app.include_router(portal_pages.router)
+    for suffix in ("routes", "pages"):
+        for module in domain_modules(suffix):
+            router = getattr(module, "router", None)
+            if isinstance(router, APIRouter):
+                app.include_router(router)
