@@ -131,10 +131,24 @@ def test_every_red_flag_applies_when_nothing_says_where_the_pain_is() -> None:
     result = run(unmatched)
     assert result.matches == ()
     assert result.decision == "refer"
+    nowhere = make_condition(
+        "nowhere", body_region="multiple", complaint_keys=(), codes=("M15.0",), prefixes=()
+    )
     everywhere = make_profile(
+        complaint=None, condition_id="nowhere", red_flags=flags(night_pain=True)
+    )
+    assert run(everywhere, conditions={"nowhere": nowhere}).decision == "refer"
+
+
+def test_a_multiple_region_condition_is_scoped_by_its_complaint_keys() -> None:
+    # generalised-osteoarthritis: body region "multiple", offered for widespread pain.
+    profile = make_profile(
         complaint=None, condition_id="generalised-osteoarthritis", red_flags=flags(night_pain=True)
     )
-    assert run(everywhere).decision == "refer"
+    assert run(profile).decision != "refer"
+    with pytest.raises(ScreeningInputError) as info:
+        run(make_profile(complaint="jaw", condition_id="generalised-osteoarthritis"))
+    assert info.value.field == "condition_id"
 
 
 # --- contraindications -------------------------------------------------------------

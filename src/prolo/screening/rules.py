@@ -241,8 +241,9 @@ def match_conditions(
 ) -> tuple[Condition, ...]:
     """The conditions that fit the answers, most specific first.
 
-    A condition id wins; else an ICD-10 code (exact listed code, then longest
-    ``match.icd10_prefixes``); else the complaint key. Raises ScreeningInputError
+    A condition id wins; else an ICD-10 code (the conditions listing the exact code,
+    else those with the longest matching ``match.icd10_prefixes``); else every
+    condition offered for the complaint key, in id order. Raises ScreeningInputError
     when the condition, code and complaint disagree, or the condition is unknown.
     """
     complaint = profile.complaint
@@ -264,15 +265,17 @@ def match_conditions(
             for cond in conditions.values()
             if (rank := _icd10_rank(cond, profile.icd10)) is not None
         )
-        found = tuple(cond for _, _, cond in ranked)
-        if complaint is None:
-            return found
-        fitting = tuple(c for c in found if fits_complaint(c, complaint))
-        if found and not fitting:
-            raise ScreeningInputError(
-                "icd10", f"{profile.icd10!r} is a code for another region than '{complaint}'"
-            )
-        return fitting
+        if complaint is not None:
+            fitting = [r for r in ranked if fits_complaint(r[2], complaint)]
+            if ranked and not fitting:
+                raise ScreeningInputError(
+                    "icd10", f"{profile.icd10!r} is a code for another region than '{complaint}'"
+                )
+            ranked = fitting
+        # The most specific entry for a code is the one to screen against: M17.11 is
+        # knee osteoarthritis, not the broader osteoarthritis or arthritis entries.
+        best = ranked[0][0] if ranked else None
+        return tuple(cond for rank, _, cond in ranked if rank == best)
     if complaint is None:  # check_profile rejects this; kept so the function stands alone
         raise ScreeningInputError("complaint", "give where the pain is, a condition or a code")
     return tuple(
@@ -283,9 +286,15 @@ def match_conditions(
 
 
 def fits_complaint(condition: Condition, complaint: str) -> bool:
-    """True when the condition can be the cause of pain at this complaint key."""
-    if complaint in condition.match.complaint_keys or condition.body_region == "multiple":
+    """True when the condition can be the cause of pain at this complaint key.
+
+    The condition's own ``match.complaint_keys`` decide first; a condition filed
+    under ``multiple`` regions with no complaint keys fits any complaint.
+    """
+    if complaint in condition.match.complaint_keys:
         return True
+    if condition.body_region == "multiple":
+        return not condition.match.complaint_keys
     return condition.body_region in COMPATIBLE_REGIONS.get(complaint, frozenset())
 
 
@@ -301,10 +310,10 @@ def _complaint_scope(
         return frozenset({profile.complaint})
     keys: set[str] = set()
     for cond in matches:
+        if cond.body_region == "multiple" and not cond.match.complaint_keys:
+            return None
         keys.update(cond.match.complaint_keys)
         keys.update(k for k in COMPLAINT_KEYS if cond.body_region in COMPATIBLE_REGIONS[k])
-        if cond.body_region == "multiple":
-            return None
     return frozenset(keys) or None
 
 
