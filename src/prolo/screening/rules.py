@@ -187,7 +187,9 @@ def screen(
             suggested = matches[0]
     instruments: list[str] = []
     for cond in matches:
-        instruments.extend(i for i in cond.instruments if i not in instruments)
+        for instrument in cond.instruments:
+            if instrument not in instruments:
+                instruments.append(instrument)
     return ScreeningResult(
         decision=decision,
         reasons=tuple(reasons),
