@@ -144,6 +144,8 @@ def answers(**overrides: Any) -> dict[str, Any]:
             "systemic_infection": False,
             "bleeding_disorder": False,
             "fracture_at_site": False,
+            "prosthetic_joint_at_site": False,
+            "immunosuppressed": False,
             "malignancy_at_site": False,
             "diabetes": False,
         },

@@ -56,6 +56,8 @@ def _sections(draw: Any) -> dict[str, Any]:
             "systemic_infection": yes(),
             "bleeding_disorder": yes(),
             "fracture_at_site": yes(),
+            "prosthetic_joint_at_site": yes(),
+            "immunosuppressed": yes(),
             "malignancy_at_site": yes(),
             "diabetes": diabetes,
             "diabetes_controlled": draw(st.none() | booleans) if diabetes else None,

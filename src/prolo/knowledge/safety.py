@@ -18,8 +18,9 @@ defined in the same file.
 
 Left out for want of a source we could read (say so rather than invent a rule):
 malignancy at the injection site, and poorly controlled diabetes with a dextrose
-injectate (the EULAR advice on glucose monitoring concerns glucocorticoid injections,
-not dextrose). The profile still records both so a clinician sees them.
+injectate (the EULAR advice on glucose monitoring, and the listing of uncontrolled
+diabetes as a relative contraindication, concern glucocorticoid injections, not
+dextrose). The profile still records both so a clinician sees them.
 
 Error tree::
 
@@ -54,6 +55,8 @@ PROFILE_TRIGGERS: frozenset[str] = frozenset(
         "history.systemic_infection",
         "history.bleeding_disorder",
         "history.fracture_at_site",
+        "history.prosthetic_joint_at_site",
+        "history.immunosuppressed",
         "history.malignancy_at_site",
         "history.diabetes",
         "medications.anticoagulant",

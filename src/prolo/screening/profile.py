@@ -76,6 +76,8 @@ class History(_Model):
     systemic_infection: StrictBool  # an infection elsewhere or fever now
     bleeding_disorder: StrictBool
     fracture_at_site: StrictBool  # recent fracture at the site
+    prosthetic_joint_at_site: StrictBool  # a replaced joint where the pain is
+    immunosuppressed: StrictBool  # immune-suppressing medicine or illness
     malignancy_at_site: StrictBool  # recorded for the clinician; no sourced rule yet
     diabetes: StrictBool  # recorded for the clinician; no sourced rule yet
     diabetes_controlled: StrictBool | None = None  # only meaningful when diabetes is true
