@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from prolo.errors import Forbidden, Unauthenticated
@@ -22,6 +22,11 @@ from prolo.security import service as security_service
 from prolo.security.principal import Principal
 
 SESSION_COOKIE = "prolo_session"
+MAX_ROW_ID = 2_147_483_647  # fits every integer key on both databases
+
+# A row id in a URL: positive and within the database's integer range, so a huge
+# number is a 422 naming the parameter rather than an overflow inside the driver.
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 PUBLIC = "public"
 AUTHENTICATED = "authenticated"
 ROLE_NAMES = ("admin", "clinician", "front_desk", "patient", "researcher")

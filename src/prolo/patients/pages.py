@@ -14,7 +14,7 @@ from prolo.patients import service
 from prolo.patients.models import Patient
 from prolo.patients.schemas import AllergyIn, DiagnosisIn, MedicationIn, PatientIn
 from prolo.security.principal import Principal
-from prolo.web import DbSession, policy
+from prolo.web import DbSession, RowId, policy
 
 router = APIRouter(include_in_schema=False)
 Staff = Annotated[Principal, policy("admin", "clinician", "front_desk")]
@@ -101,7 +101,7 @@ def _chart(
     request: Request,
     session: DbSession,
     principal: Principal,
-    patient_id: int,
+    patient_id: RowId,
     *,
     errors: dict[str, dict[str, str]] | None = None,
     values: dict[str, dict[str, str]] | None = None,
@@ -123,13 +123,15 @@ def _chart(
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)
-def chart(request: Request, session: DbSession, principal: Staff, patient_id: int) -> HTMLResponse:
+def chart(
+    request: Request, session: DbSession, principal: Staff, patient_id: RowId
+) -> HTMLResponse:
     return _chart(request, session, principal, patient_id)
 
 
 @router.get("/patients/{patient_id}/edit", response_class=HTMLResponse)
 def edit_patient_form(
-    request: Request, session: DbSession, principal: Staff, patient_id: int
+    request: Request, session: DbSession, principal: Staff, patient_id: RowId
 ) -> HTMLResponse:
     patient = service.access_patient_by_id(
         session=session, principal=principal, patient_id=patient_id
@@ -146,7 +148,7 @@ def edit_patient_form(
 
 @router.post("/patients/{patient_id}/edit", response_class=HTMLResponse)
 async def edit_patient(
-    request: Request, session: DbSession, principal: Staff, patient_id: int
+    request: Request, session: DbSession, principal: Staff, patient_id: RowId
 ) -> Response:
     values = await _form(request)
     ui.check_csrf(principal, values.pop("csrf_token", None))
@@ -190,7 +192,7 @@ _ADDERS: dict[str, tuple[type[BaseModel], Any]] = {
 
 @router.post("/patients/{patient_id}/{kind}", response_class=HTMLResponse)
 async def add_chart_entry(
-    request: Request, session: DbSession, principal: ChartWriter, patient_id: int, kind: str
+    request: Request, session: DbSession, principal: ChartWriter, patient_id: RowId, kind: str
 ) -> Response:
     """Add a diagnosis, allergy or medication from the chart's inline forms."""
     if kind not in _ADDERS:
@@ -233,9 +235,9 @@ async def remove_chart_entry(
     request: Request,
     session: DbSession,
     principal: ChartWriter,
-    patient_id: int,
+    patient_id: RowId,
     kind: str,
-    entry_id: int,
+    entry_id: RowId,
 ) -> Response:
     singular = {"diagnoses": "diagnosis", "allergies": "allergy", "medications": "medication"}
     if kind not in singular:

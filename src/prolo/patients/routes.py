@@ -20,7 +20,7 @@ from prolo.patients.schemas import (
     PatientPage,
 )
 from prolo.security.principal import Principal
-from prolo.web import DbSession, policy
+from prolo.web import MAX_ROW_ID, DbSession, RowId, policy
 
 router = APIRouter(prefix="/api/patients", tags=["patients"])
 
@@ -35,7 +35,7 @@ def list_patients(
     principal: Reader,
     q: Annotated[str, Query(max_length=100, description="name or MRN contains")] = "",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
 ) -> PatientPage:
     """Patients the caller may see: staff their clinic's, a patient themself."""
     rows, total = service.list_patients(
@@ -54,7 +54,7 @@ def register_patient(session: DbSession, principal: Staff, data: PatientIn) -> P
 
 
 @router.get("/{patient_id}", response_model=ChartOut | PatientOut)
-def read_patient(session: DbSession, principal: Reader, patient_id: int) -> ChartOut | PatientOut:
+def read_patient(session: DbSession, principal: Reader, patient_id: RowId) -> ChartOut | PatientOut:
     """The chart; front desk gets demographics only."""
     patient = service.access_patient_by_id(
         session=session, principal=principal, patient_id=patient_id
@@ -66,7 +66,7 @@ def read_patient(session: DbSession, principal: Reader, patient_id: int) -> Char
 
 @router.put("/{patient_id}", response_model=PatientOut)
 def update_patient(
-    session: DbSession, principal: Staff, patient_id: int, data: PatientIn
+    session: DbSession, principal: Staff, patient_id: RowId, data: PatientIn
 ) -> PatientOut:
     """Replace the demographics."""
     patient = service.update_patient(
@@ -77,7 +77,7 @@ def update_patient(
 
 @router.post("/{patient_id}/diagnoses", response_model=DiagnosisOut, status_code=201)
 def add_diagnosis(
-    session: DbSession, principal: ChartWriter, patient_id: int, data: DiagnosisIn
+    session: DbSession, principal: ChartWriter, patient_id: RowId, data: DiagnosisIn
 ) -> DiagnosisOut:
     """Add a coded diagnosis (a billable ICD-10-CM code, or a SNOMED CT concept)."""
     return DiagnosisOut.model_validate(
@@ -89,7 +89,7 @@ def add_diagnosis(
 
 @router.post("/{patient_id}/allergies", response_model=AllergyOut, status_code=201)
 def add_allergy(
-    session: DbSession, principal: ChartWriter, patient_id: int, data: AllergyIn
+    session: DbSession, principal: ChartWriter, patient_id: RowId, data: AllergyIn
 ) -> AllergyOut:
     """Record an allergy or intolerance."""
     return AllergyOut.model_validate(
@@ -99,7 +99,7 @@ def add_allergy(
 
 @router.post("/{patient_id}/medications", response_model=MedicationOut, status_code=201)
 def add_medication(
-    session: DbSession, principal: ChartWriter, patient_id: int, data: MedicationIn
+    session: DbSession, principal: ChartWriter, patient_id: RowId, data: MedicationIn
 ) -> MedicationOut:
     """Record a medication."""
     return MedicationOut.model_validate(
@@ -113,9 +113,9 @@ def add_medication(
 def remove_chart_entry(
     session: DbSession,
     principal: ChartWriter,
-    patient_id: int,
+    patient_id: RowId,
     kind: Literal["diagnoses", "allergies", "medications"],
-    entry_id: int,
+    entry_id: RowId,
 ) -> Response:
     """Remove a diagnosis, allergy or medication entered in error."""
     singular = {"diagnoses": "diagnosis", "allergies": "allergy", "medications": "medication"}
