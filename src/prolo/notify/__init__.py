@@ -1,0 +1,1 @@
+"""Reminders: the outbox, the worker, email and iCalendar, private calendar feeds."""
