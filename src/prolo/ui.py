@@ -46,8 +46,9 @@ def nav_for(principal: Principal | None) -> list[tuple[str, str]]:
         return [("My home", "/portal"), ("Conditions", "/conditions")]
     if principal.role == "researcher":
         return [("Research", "/research"), ("Conditions", "/conditions")]
-    links = [("Home", "/home"), ("Patients", "/patients")]
-    links.append(("Conditions", "/conditions"))
+    links = [("Home", "/home"), ("Patients", "/patients"), ("Conditions", "/conditions")]
+    if principal.role == "admin":
+        links.append(("Admin", "/admin"))
     return links
 
 

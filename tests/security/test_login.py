@@ -112,3 +112,93 @@ def test_open_redirects_are_refused(client: TestClient, session: Session) -> Non
         follow_redirects=False,
     )
     assert r.headers["location"] == "/home"
+
+
+def test_two_factor_login_for_staff(client: TestClient, session: Session) -> None:
+    import pyotp
+
+    user = make_user(session, make_clinic(session), "clinician")
+    _login(client, user.email, PASSWORD)
+    account = client.get("/account").text
+    secret = re.search(r'Key: <span class="mono">([A-Z2-7]+)</span>', account).group(1)
+    enrolment = re.search(r'name="enrolment" value="([^"]+)"', account).group(1)
+    r = client.post(
+        "/account/2fa/enable",
+        data={"csrf_token": _csrf(account), "enrolment": enrolment, "code": "000000"},
+    )
+    assert r.status_code == 422 and "does not match" in r.text
+    r = client.post(
+        "/account/2fa/enable",
+        data={
+            "csrf_token": _csrf(account),
+            "enrolment": enrolment,
+            "code": pyotp.TOTP(secret).now(),
+        },
+    )
+    assert r.status_code == 200 and "Two-factor login is on" in r.text
+    client.cookies.clear()
+    # The password alone no longer opens a session.
+    status, location = _login(client, user.email, PASSWORD)
+    assert status == 303 and location.startswith("/login/2fa")
+    assert client.get("/home", follow_redirects=False).status_code == 303
+    form = client.get("/login/2fa").text
+    r = client.post("/login/2fa", data={"csrf_token": _csrf(form), "code": "123456"})
+    assert r.status_code == 401 and "not right" in r.text
+    r = client.post(
+        "/login/2fa",
+        data={"csrf_token": _csrf(form), "code": pyotp.TOTP(secret).now()},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/home"
+    assert client.get("/home").status_code == 200
+
+
+def test_admin_creates_and_revokes_a_token(client: TestClient, session: Session) -> None:
+    clinic = make_clinic(session)
+    admin = make_user(session, clinic, "admin")
+    clinician = make_user(session, clinic, "clinician")
+    _login(client, admin.email, PASSWORD)
+    page = client.get("/admin").text
+    r = client.post(
+        "/admin/tokens",
+        data={"csrf_token": _csrf(page), "user_id": "", "name": "", "scopes": "read"},
+    )
+    assert r.status_code == 422 and "Choose an account" in r.text
+    r = client.post(
+        "/admin/tokens",
+        data={
+            "csrf_token": _csrf(page),
+            "user_id": str(clinician.id),
+            "name": "EHR bridge",
+            "scopes": ["read", "fhir"],
+            "days": "7",
+        },
+    )
+    assert r.status_code == 200
+    secret = re.search(r'<p class="mono">(prolo_[^<]+)</p>', r.text).group(1)
+    bearer = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/patients", headers=bearer).status_code == 200
+    token_id = re.search(r"/admin/tokens/(\d+)/revoke", r.text).group(1)
+    client.post(f"/admin/tokens/{token_id}/revoke", data={"csrf_token": _csrf(page)})
+    assert client.get("/api/patients", headers=bearer).status_code == 401
+
+
+def test_access_log_for_clinician_and_patient(client: TestClient, session: Session) -> None:
+    from tests.factories import token_for
+
+    clinic = make_clinic(session)
+    patient = make_patient(session, clinic)
+    clinician = token_for(session, make_user(session, clinic, "clinician"))
+    own = token_for(session, make_user(session, clinic, "patient", patient=patient))
+    other = token_for(
+        session, make_user(session, clinic, "patient", patient=make_patient(session, clinic))
+    )
+    client.get(f"/api/patients/{patient.id}", headers=clinician)
+    log = client.get(f"/api/patients/{patient.id}/access-log", headers=own)
+    assert log.status_code == 200
+    assert [e["what"] for e in log.json()][-1] == "viewed"
+    assert any(e["role"] == "clinician" for e in log.json())
+    assert client.get(f"/api/patients/{patient.id}/access-log", headers=other).status_code == 404
+    assert (
+        client.get(f"/api/patients/{patient.id}/access-log", headers=clinician).status_code == 200
+    )

@@ -233,14 +233,21 @@ def create_api_token(
     return secret, token
 
 
-def revoke_api_token(*, session: Session, token_id: int, actor: audit.Actor) -> None:
-    """Revoke a token at once."""
+def revoke_api_token(*, session: Session, principal: Principal, token_id: int) -> None:
+    """Revoke a token of the admin's own clinic at once; others are not found."""
     token = session.get(ApiToken, token_id)
-    if token is None:
+    owner = session.get(User, token.user_id) if token is not None else None
+    if token is None or owner is None or owner.clinic_id != principal.clinic_id:
         raise NotFound("no such token", field="token_id")
-    token.revoked_at = utcnow()
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
     audit.record(
-        session, actor, action="U", event="token.revoke", entity_type="ApiToken", entity_id=token.id
+        session,
+        principal.actor,
+        action="U",
+        event="token.revoke",
+        entity_type="ApiToken",
+        entity_id=token.id,
     )
 
 
@@ -258,4 +265,102 @@ def principal_for_token(
         return None
     return _principal(
         user, via="token", scopes=frozenset(token.scopes.split()), source_ip=source_ip
+    )
+
+
+def enable_totp(*, session: Session, principal: Principal, secret: str, code: str) -> None:
+    """Turn on two-factor login for the principal's own staff account after a code check."""
+    from prolo.security import totp
+
+    if principal.role not in ("admin", "clinician", "front_desk"):
+        raise ValidationFailed("two-factor login is for staff accounts", field="code")
+    if not totp.verify_code(secret, code):
+        raise ValidationFailed(
+            "the code does not match; check the time on your phone", field="code"
+        )
+    user = session.get_one(User, principal.user_id)
+    user.totp_secret = secret
+    audit.record(
+        session,
+        principal.actor,
+        action="U",
+        event="totp.enable",
+        entity_type="User",
+        entity_id=user.id,
+    )
+
+
+def disable_totp(*, session: Session, principal: Principal, code: str) -> None:
+    """Turn off two-factor login; needs a current code so a stolen session cannot."""
+    from prolo.security import totp
+
+    user = session.get_one(User, principal.user_id)
+    if user.totp_secret is None:
+        return
+    if not totp.verify_code(user.totp_secret, code):
+        raise ValidationFailed("the code does not match", field="code")
+    user.totp_secret = None
+    audit.record(
+        session,
+        principal.actor,
+        action="U",
+        event="totp.disable",
+        entity_type="User",
+        entity_id=user.id,
+    )
+
+
+def check_second_factor(
+    *, session: Session, user_id: int, code: str, source_ip: str | None
+) -> LoginResult:
+    """The second login step: the TOTP code. Failures count towards the lockout."""
+    from prolo.security import totp
+
+    user = session.get(User, user_id)
+    if user is None or user.totp_secret is None or not user.active:
+        return LoginResult(None, "bad_credentials")
+    now = utcnow()
+    actor = audit.Actor(user.id, user.role, user.clinic_id, source_ip)
+    if user.locked_until is not None and user.locked_until > now:
+        return LoginResult(None, "locked")
+    if not totp.verify_code(user.totp_secret, code):
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.locked_until = now + LOCKOUT
+            user.failed_logins = 0
+        audit.record(
+            session,
+            actor,
+            action="E",
+            event="login.totp",
+            entity_type="User",
+            entity_id=user.id,
+            outcome="4",
+            detail="bad code",
+        )
+        return LoginResult(None, "bad_code")
+    user.failed_logins = 0
+    audit.record(
+        session, actor, action="E", event="login.totp", entity_type="User", entity_id=user.id
+    )
+    return LoginResult(user)
+
+
+def list_clinic_tokens(*, session: Session, principal: Principal) -> list[tuple[ApiToken, User]]:
+    """The API tokens of the admin's clinic, newest first."""
+    rows = session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(User.clinic_id == principal.clinic_id)
+        .order_by(ApiToken.id.desc())
+    ).tuples()
+    return list(rows)
+
+
+def list_clinic_users(*, session: Session, principal: Principal) -> list[User]:
+    """The accounts of the admin's clinic."""
+    return list(
+        session.scalars(
+            select(User).where(User.clinic_id == principal.clinic_id).order_by(User.email)
+        )
     )
