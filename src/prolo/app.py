@@ -25,6 +25,7 @@ from prolo import ui
 from prolo.db import create_db_engine, make_sessionmaker
 from prolo.errors import AccessDenied, AppError, NotFound, Unauthenticated, ValidationFailed
 from prolo.security import audit
+from prolo.security.throttle import LoginThrottle
 from prolo.settings import Settings
 from prolo.web import policy
 
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None, *, session_factory: Any = None)
         engine = create_db_engine(settings)
         session_factory = make_sessionmaker(engine)
     app.state.sessionmaker = session_factory
+    app.state.login_throttle = LoginThrottle()
     ui.TEMPLATES.env.globals["clinic_tz"] = settings.tz
 
     @app.middleware("http")

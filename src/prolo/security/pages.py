@@ -13,6 +13,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from prolo import ui
 from prolo.security import service
 from prolo.security.models import User
+from prolo.security.throttle import LoginThrottle
 from prolo.web import SESSION_COOKIE, DbSession, client_ip, policy, resolve_principal
 
 SECOND_FACTOR_COOKIE = "prolo_2fa"
@@ -79,10 +80,20 @@ def login(
         return ui.render(
             request, "login.html", status_code=422, next=next, email=email, errors=errors
         )
-    result = service.authenticate(
-        session=session, email=email, password=password, source_ip=client_ip(request)
-    )
+    throttle: LoginThrottle = request.app.state.login_throttle
+    ip = client_ip(request)
+    if throttle.blocked(ip):
+        return ui.render(
+            request,
+            "login.html",
+            status_code=429,
+            next=next,
+            email=email,
+            errors={"form": "Too many failed logins from this address. Wait 15 minutes."},
+        )
+    result = service.authenticate(session=session, email=email, password=password, source_ip=ip)
     if result.user is None:
+        throttle.failed(ip)
         message = {
             "locked": "Too many failed attempts. The account is locked for 15 minutes.",
             "inactive": "This account is disabled. Ask your clinic's administrator.",
