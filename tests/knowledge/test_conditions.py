@@ -383,3 +383,16 @@ def test_parent_cycle_fails(tmp_path: Path) -> None:
 
 def test_shipped_cache_is_the_default_folder() -> None:
     assert loader.CONDITIONS_DIR.name == "conditions"
+
+
+def test_every_recommended_instrument_exists_in_the_catalog() -> None:
+    from prolo.instruments.catalog import instruments
+
+    known = set(instruments())
+    unknown = {
+        (cond.id, instrument)
+        for cond in load_conditions().values()
+        for instrument in cond.instruments
+        if instrument not in known
+    }
+    assert unknown == set()
