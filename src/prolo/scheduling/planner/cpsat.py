@@ -251,6 +251,7 @@ class _WeekResult:
     objective: int
     bound: int
     optimal: bool
+    solver_time_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -365,9 +366,13 @@ def _solve_week(
     time_limit_s: float,
     workers: int,
     seed: int,
+    search: bool,
 ) -> _WeekResult:
     _first_fit_week(dues)
     hint_objective = sum(_score(d, d.hint, weights) for d in dues)
+    if not search:
+        placements = {i: d.hint for i, d in enumerate(dues) if d.hint is not None}
+        return _WeekResult(placements, hint_objective, _ceiling(dues, weights), False)
     week = _build_week(dues, blocked=blocked, capacity=capacity, weights=weights)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(time_limit_s, 0.01)
@@ -376,7 +381,9 @@ def _solve_week(
     # probing the start-value encodings costs seconds of presolve on a busy week, more
     # than the week's whole budget; search from the hint pays off far better
     solver.parameters.cp_model_probing_level = 0
+    solve_began = perf_counter()
     status = solver.solve(week.model)
+    solver_time = perf_counter() - solve_began
     found = status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
     ceiling = _ceiling(dues, weights)
     # without a solution CP-SAT reports no useful bound: fall back on the trivial one
@@ -384,7 +391,9 @@ def _solve_week(
     if not found or solver.objective_value < hint_objective:
         # never hand back less than the first-fit week we already hold
         placements = {i: d.hint for i, d in enumerate(dues) if d.hint is not None}
-        return _WeekResult(placements, hint_objective, max(bound, hint_objective), False)
+        return _WeekResult(
+            placements, hint_objective, max(bound, hint_objective), False, solver_time
+        )
     placements = {}
     for i, chosen in enumerate(week.sessions):
         if not solver.boolean_value(chosen.placed):
@@ -392,7 +401,13 @@ def _solve_week(
         who = next(p for p, b in chosen.practitioners.items() if solver.boolean_value(b))
         room = next(r for r, b in chosen.rooms.items() if solver.boolean_value(b))
         placements[i] = Placement(int(solver.value(chosen.start)), who, room)
-    return _WeekResult(placements, round(solver.objective_value), bound, status == cp_model.OPTIMAL)
+    return _WeekResult(
+        placements,
+        round(solver.objective_value),
+        bound,
+        status == cp_model.OPTIMAL,
+        solver_time,
+    )
 
 
 def plan_cpsat(
@@ -402,6 +417,7 @@ def plan_cpsat(
     workers: int = 2,
     seed: int = 0,
     weights: Weights | None = None,
+    search: bool = True,
 ) -> Plan:
     """Plan all courses with one CP-SAT model per week, rolling forward through the horizon.
 
@@ -410,6 +426,9 @@ def plan_cpsat(
     week gets an equal share of the time left, so weeks solved to optimality early hand
     their unused time on. ``workers`` is CP-SAT's ``num_workers``. The returned plan's
     stats sum the weekly objectives and proven bounds.
+
+    ``search=False`` skips CP-SAT and keeps each week's first-fit hint: the same rolling
+    decomposition without optimisation, for measuring what the solver adds.
     """
     if time_limit_s <= 0:
         raise ValueError(f"time_limit_s={time_limit_s!r} must be positive")
@@ -425,6 +444,7 @@ def plan_cpsat(
     sessions: list[PlannedSession] = []
     weeks = -(-grid.days // 7)
     objective = bound = subproblems = optimal = 0
+    solving = 0.0  # seconds inside CP-SAT, to tell solver time from Python overhead
     for week in range(weeks):
         week_first, week_stop = 7 * week, min(7 * week + 7, grid.days)
         dues = [
@@ -445,9 +465,13 @@ def plan_cpsat(
         ]
         if not dues:
             continue
-        # an equal share of what is left, less a margin for solver start-up and the
-        # Python work of the weeks still to come
-        remaining = 0.9 * (time_limit_s - (perf_counter() - began)) - 0.03 * (weeks - week)
+        # An equal share of what is left, after reserving for every week still to come
+        # the Python work (collecting, hinting, building) a week has cost so far: on a
+        # busy machine that work slows down too, and the limit covers the whole run.
+        elapsed = perf_counter() - began
+        weeks_left = weeks - week
+        overhead = (elapsed - solving) / max(subproblems, 1) if subproblems else 0.1
+        share = (0.95 * (time_limit_s - elapsed) - overhead * weeks_left) / weeks_left
         week_lo, week_hi = grid.day_slot(week_first), grid.day_slot(week_stop)
         reach = min(week_hi + max(d.length for d in dues) - 1, grid.n)
         rows: dict[tuple[str, object], Mask] = {}
@@ -463,10 +487,12 @@ def plan_cpsat(
             blocked=blocked,
             capacity=capacity,
             weights=weights,
-            time_limit_s=remaining / (weeks - week),
+            time_limit_s=share,
             workers=workers,
             seed=seed,
+            search=search and share > 0.02,  # out of time: keep the hint
         )
+        solving += result.solver_time_s
         subproblems += 1
         optimal += result.optimal
         objective += result.objective
@@ -489,7 +515,7 @@ def plan_cpsat(
         reason = BEFORE_HORIZON if never_started and first_day >= grid.days else NO_SLOT_LEFT
         unplaced.extend(unplaced_rest(course, next_number[index], reason))
     return Plan(
-        planner="cp-sat",
+        planner="cp-sat" if search else "rolling first-fit",
         sessions=tuple(sorted(sessions, key=lambda s: (s.course_id, s.number))),
         unplaced=tuple(unplaced),
         wall_time_s=perf_counter() - began,
