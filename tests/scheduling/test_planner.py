@@ -325,7 +325,9 @@ def small_problems(draw: st.DrawFn) -> SchedulingProblem:
 def test_plans_never_break_a_hard_constraint(problem: SchedulingProblem) -> None:
     greedy = plan_greedy(problem)
     cpsat = plan_cpsat(problem, time_limit_s=0.5)
-    for plan in (greedy, cpsat):
+    rolling = plan_cpsat(problem, search=False)
+    assert rolling.planner == "rolling first-fit"
+    for plan in (greedy, cpsat, rolling):
         report = check_plan(problem, plan)
         assert report.ok, report.hard
         # the planners never place a session before its window opens

@@ -378,9 +378,11 @@ def _solve_week(
     solver.parameters.max_time_in_seconds = max(time_limit_s, 0.01)
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
-    # probing the start-value encodings costs seconds of presolve on a busy week, more
-    # than the week's whole budget; search from the hint pays off far better
+    # Presolve (probing the start-value encodings above all) took longer than a busy
+    # week's whole share, so CP-SAT often ended without even loading the hint. The
+    # domains are already filtered here, and searching from the hint pays off better.
     solver.parameters.cp_model_probing_level = 0
+    solver.parameters.cp_model_presolve = False
     solve_began = perf_counter()
     status = solver.solve(week.model)
     solver_time = perf_counter() - solve_began
@@ -445,6 +447,7 @@ def plan_cpsat(
     weeks = -(-grid.days // 7)
     objective = bound = subproblems = optimal = 0
     solving = 0.0  # seconds inside CP-SAT, to tell solver time from Python overhead
+    seen = 0  # due sessions over the weeks so far
     for week in range(weeks):
         week_first, week_stop = 7 * week, min(7 * week + 7, grid.days)
         dues = [
@@ -472,6 +475,10 @@ def plan_cpsat(
         weeks_left = weeks - week
         overhead = (elapsed - solving) / max(subproblems, 1) if subproblems else 0.1
         share = (0.95 * (time_limit_s - elapsed) - overhead * weeks_left) / weeks_left
+        # busy weeks need longer just to load the hint; scale by this week's size against
+        # the weeks so far, within bounds that keep time for the weeks to come
+        seen += len(dues)
+        share *= min(max(len(dues) * (subproblems + 1) / seen, 0.5), 2.0)
         week_lo, week_hi = grid.day_slot(week_first), grid.day_slot(week_stop)
         reach = min(week_hi + max(d.length for d in dues) - 1, grid.n)
         rows: dict[tuple[str, object], Mask] = {}
