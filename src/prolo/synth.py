@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from prolo.clinic.models import Clinic, Practitioner, Room
 from prolo.courses.models import TreatmentCourse
+from prolo.outcomes.mme import OpioidDose, mme_per_day
+from prolo.outcomes.models import CourseFollowUp
 from prolo.patients.models import Allergy, Diagnosis, Medication, Patient
 from prolo.portal.models import QuestionnaireResponse, Score
 from prolo.scheduling.models import Appointment
@@ -55,7 +57,9 @@ MEDICATIONS = (
     ("Levothyroxine", "50 mcg daily"),
     ("Naproxen", "250 mg twice daily"),
 )
+# Follow-ups counted from the course start (the first session), as trials count them.
 FOLLOW_UPS = (("week_6", 42), ("month_3", 91), ("month_6", 182), ("month_12", 365))
+OPIOIDS = ("tramadol", "oxycodone", "hydrocodone", "codeine")
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class SynthConfig:
     timezone: str = "America/New_York"
     batch: int = 2000
     today: dt.date | None = None  # defaults to the current UTC date
+    clinics: int = 1  # registry mode: patients spread evenly over this many clinics
+    calendar: bool = True  # False: sessions get times without the no-double-booking search
 
 
 @dataclass
@@ -79,6 +85,7 @@ class SynthSummary:
     clinic_id: int = 0
     practitioner_ids: list[int] = field(default_factory=list)
     room_ids: list[int] = field(default_factory=list)
+    clinic_ids: list[int] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
     def add(self, table: str, n: int) -> None:
@@ -97,6 +104,7 @@ class _Writer:
         "appointment",
         "questionnaire_response",
         "score",
+        "course_follow_up",
     )
     TABLES: dict[str, Any] = {
         "patient": Patient,
@@ -107,6 +115,7 @@ class _Writer:
         "appointment": Appointment,
         "questionnaire_response": QuestionnaireResponse,
         "score": Score,
+        "course_follow_up": CourseFollowUp,
     }
 
     def __init__(self, session: Session, summary: SynthSummary, batch: int) -> None:
@@ -170,6 +179,19 @@ class _Calendar:
         raise RuntimeError("the synthetic calendar is full; use fewer patients per clinic")
 
 
+class _FreeCalendar(_Calendar):
+    """Registry mode: a weekday morning slot and any room, with no clash search."""
+
+    def book(
+        self, day: dt.date, practitioner: int, patient: int, rng: random.Random
+    ) -> tuple[dt.datetime, int]:
+        while day.weekday() >= 5:
+            day += dt.timedelta(days=1)
+        start = dt.time(9 + rng.randrange(8), 30 * rng.randrange(2))
+        when = dt.datetime.combine(day, start, self.tz).astimezone(dt.UTC)
+        return when, self.rooms[rng.randrange(len(self.rooms))]
+
+
 def _conditions() -> list[tuple[str, str, str, int, int, str]]:
     """(condition id, ICD-10-CM code, display, sessions, interval weeks, injectate) to draw from."""
     from prolo.knowledge.loader import load_conditions
@@ -222,39 +244,50 @@ def generate(
     tz = ZoneInfo(config.timezone)
     today = config.today or dt.datetime.now(dt.UTC).date()
     summary = SynthSummary()
-    clinic = Clinic(
-        name=config.clinic_name,
-        timezone=config.timezone,
-        phone="+1 555 0100",
-        address="12 River Road, Springfield",
-    )
-    session.add(clinic)
-    session.flush()
-    summary.clinic_id = clinic.id
+    sites: list[tuple[int, list[int], _Calendar]] = []
     titles = ("MD", "DO", "MD", "NP", "MD", "DO")
-    for i in range(config.practitioners):
-        pr = Practitioner(
-            clinic_id=clinic.id,
-            given_name=rng.choice(GIVEN),
-            family_name=rng.choice(FAMILY),
-            credentials=titles[i % len(titles)],
+    for c in range(max(1, config.clinics)):
+        clinic = Clinic(
+            name=config.clinic_name if c == 0 else f"{config.clinic_name} {c + 1}",
+            timezone=config.timezone,
+            phone="+1 555 0100",
+            address="12 River Road, Springfield",
         )
-        session.add(pr)
+        session.add(clinic)
         session.flush()
-        summary.practitioner_ids.append(pr.id)
-    for i in range(config.rooms):
-        room = Room(clinic_id=clinic.id, name=f"Treatment room {i + 1}")
-        session.add(room)
-        session.flush()
-        summary.room_ids.append(room.id)
+        practitioner_ids, room_ids = [], []
+        for i in range(config.practitioners):
+            pr = Practitioner(
+                clinic_id=clinic.id,
+                given_name=rng.choice(GIVEN),
+                family_name=rng.choice(FAMILY),
+                credentials=titles[i % len(titles)],
+            )
+            session.add(pr)
+            session.flush()
+            practitioner_ids.append(pr.id)
+        for i in range(config.rooms):
+            room = Room(clinic_id=clinic.id, name=f"Treatment room {i + 1}")
+            session.add(room)
+            session.flush()
+            room_ids.append(room.id)
+        kind = _Calendar if config.calendar else _FreeCalendar
+        sites.append((clinic.id, practitioner_ids, kind(tz, practitioner_ids, room_ids)))
+        if c == 0:
+            summary.clinic_id = clinic.id
+            summary.practitioner_ids = practitioner_ids
+            summary.room_ids = room_ids
+        summary.clinic_ids.append(clinic.id)
 
     conditions = _conditions()
     nrs_score = _score_function()
-    calendar = _Calendar(tz, summary.practitioner_ids, summary.room_ids)
     writer = _Writer(session, summary, config.batch)
     written = 0
     for n in range(config.patients):
-        _patient(writer, rng, clinic.id, n, today, conditions, nrs_score, calendar, summary)
+        clinic_id, practitioner_ids, calendar = sites[n * len(sites) // max(1, config.patients)]
+        _patient(
+            writer, rng, clinic_id, n, today, conditions, nrs_score, calendar, practitioner_ids
+        )
         written += 1
         if writer.full():
             writer.flush()
@@ -275,7 +308,7 @@ def _patient(
     conditions: list[tuple[str, str, str, int, int, str]],
     nrs_score: Callable[[dict[str, Any]], float] | None,
     calendar: _Calendar,
-    summary: SynthSummary,
+    practitioner_ids: list[int],
 ) -> None:
     given, family = rng.choice(GIVEN), rng.choice(FAMILY)
     age = int(min(88, max(22, rng.gauss(56, 13))))
@@ -338,7 +371,7 @@ def _patient(
             "recorded_at": dt.datetime.now(dt.UTC),
         },
     )
-    practitioner = rng.choice(summary.practitioner_ids)
+    practitioner = rng.choice(practitioner_ids)
     start = today - dt.timedelta(days=rng.randrange(-21, 400))
     course_end = start + dt.timedelta(weeks=interval * (sessions - 1))
     stopped = rng.random() < 0.12
@@ -374,9 +407,12 @@ def _patient(
     responder = rng.random() < 0.55
     baseline = min(10.0, max(3.0, round(rng.gauss(6.5, 1.4))))
     held = sessions if status != "stopped" else rng.randrange(1, sessions)
+    relapse_day = rng.randrange(120, 420) if responder and rng.random() < 0.3 else None
 
     def pain_at(days: int) -> float:
         gain = (0.45 if responder else 0.12) * min(1.0, days / 90)
+        if relapse_day is not None and days > relapse_day:
+            gain *= 0.3  # some responders lose part of the gain later
         return float(min(10, max(0, round(baseline * (1 - gain) + rng.gauss(0, 0.9)))))
 
     def respond(when: dt.datetime, timepoint: str, pain: float) -> None:
@@ -434,11 +470,274 @@ def _patient(
                 "baseline" if s == 0 else "pre_session",
                 baseline if s == 0 else pain_at((when.date() - start).days),
             )
-    if nrs_score is None or status == "planned":
+    if status == "planned":
+        return
+    surgery_planned = rng.random() < 0.15
+    surgery_day = (
+        rng.randrange(42, 400)
+        if surgery_planned and rng.random() < (0.1 if responder else 0.4)
+        else None
+    )
+
+    def facts(timepoint: str, days: int, when: dt.datetime) -> None:
+        better = responder and days >= 42
+        opioid = rng.random() < (0.07 if better else 0.15)
+        doses = (
+            [OpioidDose(rng.choice(OPIOIDS), float(rng.choice((10, 15, 20, 30, 40))))]
+            if opioid
+            else []
+        )
+        done = None if timepoint == "baseline" else surgery_day is not None and surgery_day <= days
+        w.add(
+            "course_follow_up",
+            {
+                "clinic_id": clinic_id,
+                "patient_id": patient_id,
+                "course_id": course_id,
+                "timepoint": timepoint,
+                "surgery_planned": surgery_planned and not done,
+                "surgery_done": done,
+                "pain_medicine_use": opioid or rng.random() < (0.35 if better else 0.65),
+                "opioid_use": opioid,
+                "opioid_mme_per_day": mme_per_day(doses),
+                "opioids": [{"drug": d.drug, "daily_dose": d.daily_dose} for d in doses],
+                "recorded_at": when,
+            },
+        )
+
+    facts("baseline", 0, dt.datetime.combine(start, dt.time(9, 0), calendar.tz).astimezone(dt.UTC))
+    if nrs_score is None:
         return
     for timepoint, days in FOLLOW_UPS:
-        when_day = (ended or course_end) + dt.timedelta(days=days)
-        if when_day >= today or rng.random() < 0.15:  # not yet due, or lost to follow-up
-            continue
+        when_day = start + dt.timedelta(days=days)
+        if when_day >= today:
+            break  # not yet due
+        if rng.random() < 0.15:
+            break  # lost to follow-up, and not seen again
         when = dt.datetime.combine(when_day, dt.time(19, 0), calendar.tz).astimezone(dt.UTC)
-        respond(when, timepoint, pain_at((when_day - start).days))
+        respond(when, timepoint, pain_at(days))
+        facts(timepoint, days, when)
+
+
+# --------------------------------------------------------------------------- #
+# registry mode: the same kind of invented data, vectorised, straight to Arrow
+
+
+def registry_tables(
+    patients: int,
+    *,
+    seed: int = 7,
+    as_of: dt.date | None = None,
+    patients_per_clinic: int = 2000,
+    practitioners_per_clinic: int = 4,
+    flares: bool = True,
+) -> Any:
+    """A synthetic registry of ``patients`` courses as :class:`RegistryTables`.
+
+    No database and no calendar: every column is drawn with numpy in one go, so a
+    million patients with about ten million scores take seconds. Used by the
+    benchmark and by tests that need registry-scale data. The trajectory model is the
+    demo's (a responder share, a gain that builds over three months, noise), plus
+    relapse among responders, monotone drop-out, surgery plans and pain-medicine use.
+    Every number is invented; none is a clinical claim.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from prolo.outcomes.report import (
+        COURSE_SCHEMA,
+        FLARE_SCHEMA,
+        FOLLOW_UP_SCHEMA,
+        SCORE_SCHEMA,
+        RegistryTables,
+    )
+
+    rng = np.random.default_rng(seed)
+    today = as_of or dt.datetime.now(dt.UTC).date()
+    n = int(patients)
+    conditions = np.array([c[0] for c in _conditions()] or ["knee-osteoarthritis"], dtype=object)
+    injectates = np.array(
+        ["Dextrose 15% with lidocaine (synthetic)", "Dextrose 25% (synthetic)"], dtype=object
+    )
+    course_id = np.arange(1, n + 1, dtype=np.int64)
+    clinic = course_id // max(1, patients_per_clinic) + 1
+    practitioner = (clinic - 1) * practitioners_per_clinic + rng.integers(
+        1, practitioners_per_clinic + 1, n
+    )
+    condition = conditions[rng.integers(0, len(conditions), n)]
+    injectate = injectates[(rng.random(n) < 0.3).astype(np.int64)]
+    start_offset = rng.integers(-21, 730, n)  # days before as_of
+    started = start_offset >= 0
+    planned = rng.integers(3, 7, n).astype(np.int32)
+    stopped = started & (rng.random(n) < 0.12)
+    course_days = (planned.astype(np.int64) - 1) * 28
+    completed = started & ~stopped & (course_days < start_offset)
+    status = np.where(
+        ~started,
+        "planned",
+        np.where(stopped, "stopped", np.where(completed, "completed", "active")),
+    ).astype(object)
+    reasons = np.array(["no_response", "patient_choice", "adverse_event"], dtype=object)
+    none: Any = None
+    stop_reason = np.where(stopped, reasons[rng.integers(0, 3, n)], none).astype(object)
+    elapsed_sessions = np.clip(np.maximum(start_offset, 0) // 28 + 1, 1, planned)
+    done = np.where(
+        stopped,
+        np.maximum(1, (rng.random(n) * np.maximum(planned - 1, 1)).astype(np.int64)),
+        np.where(completed, planned, elapsed_sessions),
+    )
+    done = np.where(started, done, 0).astype(np.int32)
+    epoch = np.datetime64(today, "D")
+    started_on = np.where(
+        started, epoch - start_offset.astype("timedelta64[D]"), np.datetime64("NaT")
+    )
+    courses = pa.table(
+        {
+            "course_id": course_id,
+            "clinic_id": clinic.astype(np.int64),
+            "patient_id": course_id,
+            "practitioner_id": practitioner.astype(np.int64),
+            "condition_id": pa.array(condition, pa.string()),
+            "injectate": pa.array(injectate, pa.string()),
+            "status": pa.array(status, pa.string()),
+            "stop_reason": pa.array(stop_reason, pa.string()),
+            "planned_sessions": planned,
+            "sessions_done": done,
+            "started_on": pa.array(started_on.astype("datetime64[D]"), pa.date32()),
+        },
+        schema=COURSE_SCHEMA,
+    )
+
+    responder = rng.random(n) < 0.55
+    relapse_day = np.where(responder & (rng.random(n) < 0.3), rng.integers(120, 420, n), 10_000)
+    baseline = np.clip(np.rint(rng.normal(6.5, 1.4, n)), 3, 10)
+    gain = np.where(responder, 0.45, 0.12)
+
+    def pain_at(idx: Any, day: Any) -> Any:
+        g = gain[idx] * np.minimum(1.0, day / 90.0)
+        g = np.where(day > relapse_day[idx], g * 0.3, g)
+        noise = rng.normal(0.0, 0.9, len(idx))
+        return np.clip(np.rint(baseline[idx] * (1.0 - g) + noise), 0, 10)
+
+    parts: list[dict[str, Any]] = []
+    live = np.flatnonzero(started)
+    parts.append({"i": live, "tp": "baseline", "day": np.zeros(len(live)), "v": baseline[live]})
+    max_sessions = int(planned.max()) if n else 0
+    for k in range(1, max_sessions):
+        idx = live[(done[live] > k) & (28 * k <= start_offset[live])]
+        day = np.full(len(idx), 28 * k)
+        parts.append({"i": idx, "tp": "pre_session", "day": day, "v": pain_at(idx, day)})
+    kept = np.ones(n, dtype=bool)
+    answered: dict[str, Any] = {}
+    for key, days in FOLLOW_UPS:
+        kept &= rng.random(n) >= 0.15  # once lost to follow-up, always lost
+        idx = live[kept[live] & (start_offset[live] >= days)]
+        answered[key] = idx
+        day = np.full(len(idx), days)
+        parts.append({"i": idx, "tp": key, "day": day, "v": pain_at(idx, day)})
+    odi = rng.random(n) < 0.7
+    odi_base = np.clip(np.rint(rng.normal(42, 14, n)), 4, 96)
+    odi_parts: list[dict[str, Any]] = [{"i": live[odi[live]], "tp": "baseline", "day": None}]
+    for key, days in FOLLOW_UPS:
+        odi_parts.append({"i": answered[key][odi[answered[key]]], "tp": key, "day": days})
+
+    course_col, instr_col, tp_col, day_col, value_col = [], [], [], [], []
+    for part in parts:
+        course_col.append(course_id[part["i"]])
+        instr_col.append(np.zeros(len(part["i"]), dtype=np.int8))
+        tp_col.append(np.full(len(part["i"]), part["tp"], dtype=object))
+        day_col.append(part["day"].astype(np.int32))
+        value_col.append(part["v"].astype(np.float64))
+    for part in odi_parts:
+        idx = part["i"]
+        odi_day = 0 if part["day"] is None else int(part["day"])
+        g = gain[idx] * min(1.0, odi_day / 90.0)
+        g = np.where(odi_day > relapse_day[idx], g * 0.3, g)
+        value = np.clip(np.rint(odi_base[idx] * (1 - g) + rng.normal(0, 6, len(idx))), 0, 100)
+        course_col.append(course_id[idx])
+        instr_col.append(np.ones(len(idx), dtype=np.int8))
+        tp_col.append(np.full(len(idx), part["tp"], dtype=object))
+        day_col.append(np.full(len(idx), odi_day, dtype=np.int32))
+        value_col.append(value.astype(np.float64))
+    order = np.argsort(np.concatenate(course_col), kind="stable")
+    instrument_names = np.array(["pain-nrs", "odi"], dtype=object)
+    scores = pa.table(
+        {
+            "course_id": np.concatenate(course_col)[order],
+            "instrument_id": pa.array(
+                instrument_names[np.concatenate(instr_col)[order]], pa.string()
+            ),
+            "timepoint": pa.array(np.concatenate(tp_col)[order], pa.string()),
+            "day": np.concatenate(day_col)[order],
+            "value": np.concatenate(value_col)[order],
+        },
+        schema=SCORE_SCHEMA,
+    )
+
+    surgery_planned = rng.random(n) < 0.15
+    surgery_done = surgery_planned & (rng.random(n) < np.where(responder, 0.1, 0.4))
+    surgery_day = rng.integers(42, 366, n)
+    f_course, f_tp, f_plan, f_done, f_med, f_op, f_mme = [], [], [], [], [], [], []
+    for key, days, idx in [("baseline", 0, live)] + [
+        (key, days, answered[key]) for key, days in FOLLOW_UPS
+    ]:
+        m = len(idx)
+        better = responder[idx] & (days >= 42)
+        med = rng.random(m) < np.where(better, 0.35, 0.65)
+        opioid = rng.random(m) < np.where(better, 0.07, 0.15)
+        mme = np.where(opioid, np.round(np.exp(rng.normal(np.log(30), 0.6, m)), 1), np.nan)
+        f_course.append(course_id[idx])
+        f_tp.append(np.full(m, key, dtype=object))
+        f_plan.append(
+            np.where(
+                key == "baseline",
+                surgery_planned[idx],
+                surgery_planned[idx] & ~(surgery_done[idx] & (surgery_day[idx] <= days)),
+            )
+        )
+        f_done.append(
+            np.where(
+                key == "baseline", none, surgery_done[idx] & (surgery_day[idx] <= days)
+            ).astype(object)
+        )
+        f_med.append(med)
+        f_op.append(opioid)
+        f_mme.append(mme)
+    follow_ups = pa.table(
+        {
+            "course_id": np.concatenate(f_course),
+            "timepoint": pa.array(np.concatenate(f_tp), pa.string()),
+            "surgery_planned": np.concatenate(f_plan),
+            "surgery_done": pa.array(np.concatenate(f_done), pa.bool_()),
+            "pain_medicine_use": np.concatenate(f_med),
+            "opioid_use": np.concatenate(f_op),
+            "opioid_mme_per_day": pa.array(np.concatenate(f_mme), pa.float64(), from_pandas=True),
+        },
+        schema=FOLLOW_UP_SCHEMA,
+    )
+
+    flare_table = None
+    if flares:
+        sess_course = np.repeat(live, done[live])
+        sess_no = np.concatenate([np.arange(d) for d in done[live]]) if len(live) else np.zeros(0)
+        has_diary = rng.random(len(sess_course)) < 0.3
+        sess_course, sess_no = sess_course[has_diary], sess_no[has_diary].astype(np.int64)
+        session_id = course_id[sess_course] * 16 + sess_no
+        days_kept = rng.integers(1, 6, len(sess_course))
+        rows = np.repeat(np.arange(len(sess_course)), days_kept)
+        day_no = np.concatenate([np.arange(1, d + 1) for d in days_kept]) if len(rows) else rows
+        pain = np.clip(
+            np.rint(baseline[sess_course[rows]] + rng.normal(1.0, 1.6, len(rows)) - 0.4 * day_no),
+            0,
+            10,
+        )
+        flare_table = pa.table(
+            {
+                "course_id": course_id[sess_course[rows]],
+                "session_id": session_id[rows],
+                "day": day_no.astype(np.int32),
+                "pain": pain.astype(np.int32),
+            },
+            schema=FLARE_SCHEMA,
+        )
+    return RegistryTables(courses=courses, scores=scores, follow_ups=follow_ups, flares=flare_table)

@@ -47,6 +47,8 @@ def nav_for(principal: Principal | None) -> list[tuple[str, str]]:
     if principal.role == "researcher":
         return [("Research", "/research"), ("Conditions", "/conditions")]
     links = [("Home", "/home"), ("Patients", "/patients"), ("Conditions", "/conditions")]
+    if principal.role in ("admin", "clinician"):
+        links.append(("Outcomes", "/outcomes"))
     if principal.role == "admin":
         links.append(("Admin", "/admin"))
     return links

@@ -29,7 +29,7 @@ from typing import Literal
 
 from scipy import special
 
-__all__ = ["KaplanMeier", "kaplan_meier", "km_svg"]
+__all__ = ["KaplanMeier", "kaplan_meier", "kaplan_meier_from_counts", "km_svg"]
 
 ConfType = Literal["log-log", "log", "plain"]
 
@@ -268,6 +268,92 @@ def kaplan_meier(
         n=n,
         censor_times=tuple(censor_times),
         last_time=observations[-1][0],
+    )
+
+
+def kaplan_meier_from_counts(
+    times: Sequence[float],
+    events: Sequence[int],
+    censored: Sequence[int],
+    *,
+    level: float = 0.95,
+    conf_type: ConfType = "log-log",
+) -> KaplanMeier:
+    """The same estimate as :func:`kaplan_meier`, from counts per distinct time.
+
+    A registry engine groups millions of subjects into a few hundred distinct times
+    (days); this turns ``(time, events at time, censored at time)`` rows into the
+    curve without expanding them back to one entry per subject in Python.
+
+    Examples
+    --------
+    >>> km = kaplan_meier_from_counts([2, 3, 5], [1, 1, 1], [0, 1, 0])
+    >>> km == kaplan_meier([2, 3, 3, 5], [1, 1, 0, 1])
+    True
+    """
+    _check_level(level)
+    if conf_type not in ("log-log", "log", "plain"):
+        raise ValueError(
+            f"conf_type must be 'log-log', 'log' or 'plain'; got conf_type={conf_type!r}"
+        )
+    if not len(times) == len(events) == len(censored):
+        raise ValueError(
+            "times, events and censored must have the same length; got "
+            f"{len(times)}, {len(events)} and {len(censored)}"
+        )
+    rows = sorted(zip((float(t) for t in times), events, censored, strict=True))
+    for time, d, c in rows:
+        if not math.isfinite(time) or time < 0.0:
+            raise ValueError(f"times must be finite and non-negative; got {time!r}")
+        if d < 0 or c < 0:
+            raise ValueError(f"counts must not be negative; got events={d!r}, censored={c!r}")
+    merged: list[tuple[float, int, int]] = []
+    for time, d, c in rows:
+        if merged and merged[-1][0] == time:
+            merged[-1] = (time, merged[-1][1] + int(d), merged[-1][2] + int(c))
+        else:
+            merged.append((time, int(d), int(c)))
+    merged = [row for row in merged if row[1] or row[2]]
+    n = sum(d + c for _, d, c in merged)
+    if n == 0:
+        raise ValueError("the counts hold no subject; got an empty or all-zero table")
+    z = float(special.ndtri(0.5 + level / 2.0))
+    out: dict[str, list[object]] = {k: [] for k in ("t", "r", "d", "s", "se", "lo", "hi")}
+    censor_times: list[float] = []
+    surv, var_cumhaz, at_risk = 1.0, 0.0, n
+    for time, deaths, cens in merged:
+        censor_times.extend([time] * cens)
+        if deaths:
+            surv *= (at_risk - deaths) / at_risk
+            if deaths < at_risk:
+                var_cumhaz += deaths / (at_risk * (at_risk - deaths))
+            else:
+                var_cumhaz = math.inf
+            low, high = _band(surv, var_cumhaz, z, conf_type)
+            for key, value in (
+                ("t", time),
+                ("r", at_risk),
+                ("d", deaths),
+                ("s", surv),
+                ("se", surv * math.sqrt(var_cumhaz) if surv > 0.0 else None),
+                ("lo", low),
+                ("hi", high),
+            ):
+                out[key].append(value)
+        at_risk -= deaths + cens
+    return KaplanMeier(
+        time=tuple(out["t"]),  # type: ignore[arg-type]
+        n_risk=tuple(out["r"]),  # type: ignore[arg-type]
+        n_event=tuple(out["d"]),  # type: ignore[arg-type]
+        survival=tuple(out["s"]),  # type: ignore[arg-type]
+        std_err=tuple(out["se"]),  # type: ignore[arg-type]
+        ci_low=tuple(out["lo"]),  # type: ignore[arg-type]
+        ci_high=tuple(out["hi"]),  # type: ignore[arg-type]
+        level=float(level),
+        conf_type=conf_type,
+        n=n,
+        censor_times=tuple(censor_times),
+        last_time=merged[-1][0],
     )
 
 
