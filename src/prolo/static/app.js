@@ -9,4 +9,7 @@ document.addEventListener("DOMContentLoaded", () => {
   // Move focus to the first field with an error so keyboard and screen-reader users land on it.
   const invalid = document.querySelector("[aria-invalid='true']");
   if (invalid) invalid.focus();
+  // Otherwise move it to a freshly shown result (the self-check's answer), so it is read first.
+  const result = invalid ? null : document.querySelector("[data-autofocus]");
+  if (result) result.focus();
 });
