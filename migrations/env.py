@@ -2,6 +2,7 @@
 
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from alembic import context
 from sqlalchemy import Connection
 
@@ -17,6 +18,11 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[Fal
     """Render prolo's column types as plain SQLAlchemy ones: migrations never import app code."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, sa.JSON) and obj._variant_mapping:
+        # prolo.dbtypes.JsonDoc: JSONB on PostgreSQL. Alembic's default rendering
+        # names a bare `Text()` that the revision file never imports.
+        autogen_context.imports.add("from sqlalchemy.dialects import postgresql")
+        return 'sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")'
     return False
 
 
