@@ -45,9 +45,16 @@ def staff_home(request: Request, session: DbSession, principal: Staff) -> HTMLRe
         .order_by(Appointment.starts_at)
         .limit(10)
     ).all()
+    from prolo.portal import diary
+
+    clinical = principal.role in ("admin", "clinician")
+    alerts = diary.open_alerts(session=session, principal=principal, limit=5) if clinical else []
+    open_alerts = diary.count_open_alerts(session=session, clinic_id=principal.clinic_id)
     return ui.render(
         request,
         "clinic/home.html",
+        alerts=alerts,
+        open_alerts=open_alerts,
         principal=principal,
         clinic=clinic,
         patients=patients or 0,
