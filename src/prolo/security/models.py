@@ -111,3 +111,19 @@ class AuditEvent(Base):
     detail: Mapped[str | None] = mapped_column(String(300))  # never health information
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The audit log's newest entry, stored apart from the log (one row, id 1).
+
+    Every append updates it under its row lock, which is what serialises appends
+    (the chain never forks), and ``prolo audit verify`` compares it with the log's
+    last entry, so removing entries from the end shows as truncation.
+    """
+
+    __tablename__ = "audit_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    last_hash: Mapped[str] = mapped_column(String(64))

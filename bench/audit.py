@@ -1,0 +1,349 @@
+"""Benchmark: audit appends against a plain INSERT, and verifying a ten-million-entry log.
+
+Run: .venv/bin/python bench/audit.py [--entries 50000 --per-transaction 100
+     --verify-entries 10000000 --dir /tmp/prolo-bench --postgres URL --threads 8]
+
+Appends, on a scratch SQLite file (and on PostgreSQL with --postgres, a scratch database
+that is dropped and recreated), the same rows three ways in the same run:
+
+  plain INSERT   the row without the chain, through the same session and transactions:
+                 the baseline
+  record()       prolo.security.audit.record, the chained append
+  record() v0    the implementation it replaced (ORM object and flush; on PostgreSQL a
+                 transaction-scoped advisory lock and ORDER BY id DESC LIMIT 1)
+
+and prints entries per wall second and per CPU second, and record()/plain. With
+--postgres it also runs --threads writers at once, with the head-row lock of record()
+and with v0's advisory lock, prints their throughput and checks the chain did not fork.
+
+Verify: builds a log of --verify-entries entries once in DIR (reused by later runs), then
+times verify_database() on it against streaming the same rows without hashing (the
+baseline: what reading the log costs at all), and prints the ratio and whether ten
+million entries verify in under ten seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from prolo.db import create_db_engine, make_sessionmaker, utcnow
+from prolo.migrate import upgrade
+from prolo.security import audit
+from prolo.security.models import AuditEvent
+from prolo.settings import Settings
+
+ACTOR = audit.Actor(user_id=7, role="clinician", clinic_id=1, source_ip="10.0.0.1")
+Append = Callable[[Session, int], None]
+
+
+def _record(session: Session, i: int) -> None:
+    audit.record(
+        session,
+        ACTOR,
+        action="R",
+        event="patient.read",
+        entity_type="Patient",
+        entity_id=i,
+        patient_id=i,
+    )
+
+
+def _record_v0(session: Session, i: int) -> None:
+    """The append as it was before: advisory lock, ORDER BY id DESC, ORM object and flush."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 0x70726F6C6F})
+    last = session.execute(
+        select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+    ).first()
+    prev_id, prev_hash = (last[0], last[1]) if last else (0, audit.GENESIS)
+    entry = AuditEvent(
+        id=prev_id + 1,
+        recorded_at=utcnow(),
+        user_id=ACTOR.user_id,
+        user_role=ACTOR.role,
+        clinic_id=ACTOR.clinic_id,
+        action="R",
+        event="patient.read",
+        entity_type="Patient",
+        entity_id=str(i),
+        patient_id=i,
+        outcome="0",
+        source_ip=ACTOR.source_ip,
+        detail=None,
+        prev_hash=prev_hash,
+    )
+    entry.hash = audit.entry_hash(prev_hash, entry)
+    session.add(entry)
+    session.flush()
+
+
+class _Plain:
+    """The same row, inserted without the chain (no head, no hash computed)."""
+
+    def __init__(self, start: int) -> None:
+        self.next_id = start
+
+    def __call__(self, session: Session, i: int) -> None:
+        conn = session.connection()
+        sqlite = conn.dialect.name == "sqlite"
+        now = utcnow()
+        self.next_id += 1
+        sql = audit._SQLITE.insert_entry if sqlite else audit._POSTGRES.insert_entry
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cur.execute(
+            sql,
+            (
+                self.next_id,
+                now.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else now,
+                *(ACTOR.user_id, ACTOR.role, ACTOR.clinic_id, "R", "patient.read", "Patient"),
+                *(str(i), i, "0", ACTOR.source_ip, None),
+                audit.GENESIS,
+                f"{self.next_id:064x}",
+            ),
+        )
+        cur.close()
+
+
+def _clear(factory: sessionmaker[Session]) -> None:
+    with factory() as session, session.begin():
+        session.execute(text("DELETE FROM audit_event"))
+        session.execute(
+            text("UPDATE audit_head SET last_id = 0, last_hash = :g"), {"g": audit.GENESIS}
+        )
+
+
+def _time_appends(
+    factory: sessionmaker[Session], append: Append, *, entries: int, per_transaction: int
+) -> tuple[float, float]:
+    """(entries per wall second, entries per CPU second of this process)."""
+    _clear(factory)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for start in range(0, entries, per_transaction):
+        with factory() as session, session.begin():
+            for i in range(start, min(start + per_transaction, entries)):
+                append(session, i)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return entries / wall, entries / cpu
+
+
+def _verify_or_die(factory: sessionmaker[Session], expected: int) -> None:
+    with factory() as session, session.begin():
+        checked, broken = audit.verify_database(session)
+    if broken is not None or checked != expected:
+        raise SystemExit(f"chain check failed: {checked} entries, break {broken}")
+
+
+def bench_appends(url: str, *, entries: int, per_transaction: int) -> None:
+    engine = create_db_engine(Settings(env="test", database_url=url))
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    kind = engine.dialect.name
+    print(f"\nappends on {kind}: {entries} entries, {per_transaction} per transaction")
+    rows = []
+    for name, append in (
+        ("plain INSERT", _Plain(10**12)),
+        ("record()", _record),
+        ("record() v0", _record_v0),
+    ):
+        wall, cpu = _time_appends(factory, append, entries=entries, per_transaction=per_transaction)
+        if name != "plain INSERT":
+            _verify_or_die(factory, entries)
+        rows.append((name, wall, cpu))
+    base_wall, base_cpu = rows[0][1], rows[0][2]
+    print(f"  {'':<14} {'per wall s':>11} {'per CPU s':>11} {'vs plain':>9}")
+    for name, wall, cpu in rows:
+        print(f"  {name:<14} {wall:>11,.0f} {cpu:>11,.0f} {cpu / base_cpu:>8.2f}x")
+    ratio = rows[1][2] / base_cpu
+    print(
+        f"  record()/plain INSERT per CPU second: {ratio:.2f}; "
+        f"record() {rows[1][2]:,.0f}/CPU s (target 20,000): "
+        + ("met" if rows[1][2] >= 20_000 else "NOT met")
+        + f"; v0 -> record() speed-up {rows[1][2] / rows[2][2]:.1f}x"
+    )
+    print(
+        f"  (wall rates include the commit per transaction; plain INSERT wall {base_wall:,.0f}/s)"
+    )
+    engine.dispose()
+
+
+def bench_concurrency(url: str, *, threads: int, per_thread: int) -> None:
+    """Writers appending at once, one entry per transaction, as requests do."""
+    engine = create_db_engine(Settings(env="test", database_url=url), pool_size=threads + 2)
+    factory = make_sessionmaker(engine)
+    print(f"\nconcurrent appends on PostgreSQL: {threads} threads x {per_thread} transactions")
+    for name, append in (("record()", _record), ("record() v0", _record_v0)):
+        _clear(factory)
+        errors: list[BaseException] = []
+
+        def writer(append: Append = append, errors: list[BaseException] = errors) -> None:
+            try:
+                for i in range(per_thread):
+                    with factory() as session, session.begin():
+                        append(session, i)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=writer) for _ in range(threads)]
+        start = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - start
+        if errors:
+            raise SystemExit(f"{name}: {len(errors)} writer(s) failed: {errors[0]!r}")
+        _verify_or_die(factory, threads * per_thread)
+        print(
+            f"  {name:<12} {threads * per_thread / elapsed:>8,.0f} committed entries/s; "
+            "chain verified, no fork"
+        )
+    engine.dispose()
+
+
+def fresh_postgres(url: str, name: str) -> str:
+    admin = create_engine(
+        make_url(url.replace("postgresql://", "postgresql+psycopg://", 1)),
+        isolation_level="AUTOCOMMIT",
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def build_log(path: Path, entries: int) -> None:
+    """A migrated SQLite file holding a valid chain of ``entries`` entries."""
+    if path.exists():
+        with sqlite3.connect(path) as conn:
+            have = conn.execute("SELECT last_id FROM audit_head").fetchone()
+        if have and have[0] == entries:
+            print(f"\nreusing {path} ({entries:,} entries)")
+            return
+        path.unlink()
+    print(f"\nbuilding {path} with {entries:,} entries (once; later runs reuse it) ...")
+    start = time.perf_counter()
+    engine = create_db_engine(Settings(env="test", database_url=f"sqlite:///{path}"))
+    upgrade(engine)
+    engine.dispose()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("BEGIN")
+    insert = audit._SQLITE.insert_entry
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    prev = audit.GENESIS
+    batch: list[tuple[object, ...]] = []
+    users = ("clinician", "front_desk", "patient", "admin")
+    events = (("R", "patient.read"), ("C", "patient.create"), ("E", "login"), ("U", "chart.update"))
+    for n in range(1, entries + 1):
+        at = base + dt.timedelta(microseconds=n * 997)
+        action, event = events[n % 4]
+        patient = n % 20_011
+        fields = (
+            n % 97,
+            users[n % 4],
+            1 + n % 3,
+            action,
+            event,
+            "Patient",
+            str(patient),
+            patient,
+            "0" if n % 50 else "4",
+            f"10.0.{n % 256}.{n % 251}",
+            None if n % 10 else "12 of 40 shown",
+        )
+        digest = hashlib.sha256(
+            audit._preimage(prev, n, at.isoformat(), *fields).encode()
+        ).hexdigest()
+        batch.append(
+            (n, at.replace(tzinfo=None).isoformat(" ", "microseconds"), *fields, prev, digest)
+        )
+        prev = digest
+        if len(batch) == 100_000:
+            conn.executemany(insert, batch)
+            batch.clear()
+    if batch:
+        conn.executemany(insert, batch)
+    conn.execute("UPDATE audit_head SET last_id = ?, last_hash = ?", (entries, prev))
+    conn.execute("COMMIT")
+    conn.close()
+    print(f"  built in {time.perf_counter() - start:.0f} s")
+
+
+def bench_verify(path: Path, entries: int) -> None:
+    build_log(path, entries)
+    url = f"sqlite:///{path}"
+    engine = create_db_engine(Settings(env="test", database_url=url))
+    factory = make_sessionmaker(engine)
+    # Baseline: stream every row in id order without hashing anything.
+    raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    start = time.perf_counter()
+    cur = raw.execute("SELECT * FROM audit_event ORDER BY id")
+    read = 0
+    while rows := cur.fetchmany(50_000):
+        read += len(rows)
+    baseline = time.perf_counter() - start
+    raw.close()
+    print(f"verify {entries:,} entries on SQLite:")
+    print(f"  stream rows, no hashing (baseline)  {baseline:7.2f} s")
+    cpus = os.cpu_count() or 1
+    for workers in sorted({1, cpus}):
+        start = time.perf_counter()
+        with factory() as session, session.begin():
+            checked, broken = audit.verify_database(session, workers=workers)
+        elapsed = time.perf_counter() - start
+        if broken is not None or checked != entries or read != entries:
+            raise SystemExit(f"verify found {broken} after {checked} entries (read {read})")
+        per_10m = elapsed * 10_000_000 / entries
+        print(
+            f"  verify_database(workers={workers})     {elapsed:7.2f} s "
+            f"({entries / elapsed:,.0f} entries/s; verify/stream {elapsed / baseline:.2f}); "
+            f"ten million: {per_10m:.1f} s, target under 10 s "
+            + ("met" if per_10m < 10 else "NOT met")
+        )
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=50_000)
+    parser.add_argument("--per-transaction", type=int, default=100)
+    parser.add_argument("--verify-entries", type=int, default=10_000_000)
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "prolo-bench")
+    parser.add_argument("--postgres", help="server URL; a scratch database prolo_bench_audit")
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--skip-appends", action="store_true")
+    parser.add_argument("--skip-verify", action="store_true")
+    args = parser.parse_args()
+    args.dir.mkdir(parents=True, exist_ok=True)
+    print(f"audit benchmark, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    if not args.skip_appends:
+        scratch = args.dir / "audit-appends.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{scratch}{suffix}").unlink(missing_ok=True)
+        bench_appends(
+            f"sqlite:///{scratch}", entries=args.entries, per_transaction=args.per_transaction
+        )
+        if args.postgres:
+            pg = fresh_postgres(args.postgres, "prolo_bench_audit")
+            bench_appends(pg, entries=args.entries, per_transaction=args.per_transaction)
+            bench_concurrency(pg, threads=args.threads, per_thread=max(1, args.entries // 100))
+    if not args.skip_verify:
+        bench_verify(args.dir / f"audit-verify-{args.verify_entries}.db", args.verify_entries)
+
+
+if __name__ == "__main__":
+    main()

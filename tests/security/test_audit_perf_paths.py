@@ -1,0 +1,279 @@
+"""The fast paths of the audit chain: cached head, raw appends, SQL-built hash input,
+parallel verification, truncation, concurrency. Each must agree with entry_hash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, create_engine, delete, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from prolo.db import create_db_engine, make_sessionmaker
+from prolo.migrate import upgrade
+from prolo.security import audit
+from prolo.security.models import AuditEvent, AuditHead
+from prolo.settings import Settings
+from tests.conftest import PG_URL, _worker
+
+ACTOR = audit.Actor(user_id=3, role="clinician", clinic_id=1, source_ip="192.0.2.7")
+
+
+def _append(session: Session, n: int, **fields: object) -> list[AuditEvent]:
+    values: dict[str, object] = {
+        "action": "R",
+        "event": "patient.read",
+        "entity_type": "Patient",
+    }
+    values.update(fields)
+    return [
+        audit.record(session, ACTOR, entity_id=i, patient_id=i, **values)  # type: ignore[arg-type]
+        for i in range(n)
+    ]
+
+
+def _verify(session: Session) -> tuple[int, audit.ChainBreak | None]:
+    return audit.verify_database(session)
+
+
+def test_the_returned_entry_is_the_stored_row(session: Session) -> None:
+    entry = _append(session, 1)[0]
+    assert session.get(AuditEvent, entry.id) is entry
+    stored = session.execute(
+        select(AuditEvent.hash, AuditEvent.recorded_at).where(AuditEvent.id == entry.id)
+    ).one()
+    assert stored.hash == entry.hash == audit.entry_hash(entry.prev_hash, entry)
+    assert stored.recorded_at == entry.recorded_at
+
+
+def test_record_flushes_pending_changes_first(session: Session) -> None:
+    head = session.get(AuditHead, 1)
+    assert head is not None
+    entry = _append(session, 1)[0]
+    session.expire(head)
+    assert (head.last_id, head.last_hash) == (entry.id, entry.hash)
+
+
+def test_entries_removed_from_the_end_are_named(session: Session) -> None:
+    entries = _append(session, 4)
+    session.execute(delete(AuditEvent).where(AuditEvent.id >= entries[2].id))
+    session.expire_all()
+    checked, broken = _verify(session)
+    assert checked == 2
+    assert broken is not None and broken.entry_id == entries[2].id
+    assert "removed from the end" in broken.reason
+
+
+def test_an_altered_head_is_named(session: Session) -> None:
+    entries = _append(session, 3)
+    session.execute(update(AuditHead).values(last_hash="f" * 64))
+    _, broken = _verify(session)
+    assert broken is not None and broken.entry_id == entries[-1].id
+    assert "chain head" in broken.reason
+
+
+def test_a_deleted_head_is_named_and_appends_recreate_it(
+    session: Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    _append(session, 2)
+    session.execute(delete(AuditHead))
+    _, broken = _verify(session)
+    assert broken is not None and "audit_head" in broken.reason
+    with caplog.at_level(logging.WARNING, logger="prolo.audit"):
+        _append(session, 1)
+    assert "recreated" in caplog.text
+    assert _verify(session)[1] is None
+
+
+def test_a_rolled_back_savepoint_does_not_fork_the_chain(session: Session) -> None:
+    _append(session, 2)
+    nested = session.begin_nested()
+    _append(session, 3)
+    nested.rollback()
+    _append(session, 2)  # the cached head is stale now; the append must notice
+    assert _verify(session) == (4, None)
+
+
+def test_sessions_sharing_a_connection_interleave(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory() as first, session_factory() as second:
+        for _ in range(3):
+            _append(first, 2)
+            _append(second, 1)
+        assert _verify(first) == (9, None)
+
+
+def test_a_whole_second_timestamp_takes_the_exact_check(session: Session) -> None:
+    # The SQL-built input writes ".000000" where isoformat() writes nothing.
+    entry = _append(session, 1)[0]
+    entry.recorded_at = entry.recorded_at.replace(microsecond=0)
+    entry.hash = audit.entry_hash(entry.prev_hash, entry)
+    session.execute(update(AuditHead).values(last_hash=entry.hash))
+    session.flush()
+    assert _verify(session) == (1, None)
+    session.execute(update(AuditEvent).where(AuditEvent.id == entry.id).values(outcome="4"))
+    _, broken = _verify(session)
+    assert broken is not None and broken.entry_id == entry.id and "edited" in broken.reason
+
+
+texts = st.one_of(st.none(), st.text(max_size=40).filter(lambda s: "\x00" not in s))
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    rows=st.lists(
+        st.tuples(texts, st.one_of(st.none(), st.integers(0, 2**31 - 1))),
+        min_size=1,
+        max_size=6,
+    ),
+    victim=st.integers(0, 5),
+    column=st.sampled_from(["detail", "entity_id", "user_role", "patient_id", "source_ip"]),
+)
+def test_any_content_verifies_and_any_edit_is_named(
+    session_factory: sessionmaker[Session],
+    rows: list[tuple[str | None, int | None]],
+    victim: int,
+    column: str,
+) -> None:
+    with session_factory() as session:
+        nested = session.begin_nested()
+        actor = audit.Actor(user_id=None, role=None, clinic_id=None, source_ip=None)
+        entries = [
+            audit.record(
+                session,
+                actor,
+                action="E",
+                event="login",
+                entity_type="User",
+                entity_id=None if detail is None else detail[:64],
+                patient_id=patient,
+                detail=None if detail is None else detail[:300],
+            )
+            for detail, patient in rows
+        ]
+        assert audit.verify_database(session) == (len(rows), None)
+        target = entries[victim % len(entries)]
+        new = 123456 if column == "patient_id" else "tampered"
+        old = getattr(target, column)
+        session.execute(update(AuditEvent).where(AuditEvent.id == target.id).values({column: new}))
+        if old != new:
+            _, broken = audit.verify_database(session)
+            assert broken is not None and broken.entry_id == target.id
+        nested.rollback()
+
+
+# Committed logs on databases of their own: parallel workers and concurrent writers
+# use their own connections, so they cannot see a test's rolled-back transaction.
+
+
+def _own_postgres(suffix: str) -> str:
+    if PG_URL is None:
+        pytest.skip("PostgreSQL tests run when PROLO_TEST_POSTGRES_URL is set")
+    name = f"prolo_test_{_worker()}_{suffix}"
+    admin = create_engine(
+        make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)),
+        isolation_level="AUTOCOMMIT",
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def committed_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('audit') / 'audit.db'}"
+    else:
+        url = _own_postgres("audit")
+    engine = create_db_engine(Settings(env="test", database_url=url), pool_size=10)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def committed(committed_engine: Engine) -> Engine:
+    """An engine on a database whose log starts empty; what a test writes is committed."""
+    with committed_engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_event"))
+        conn.execute(
+            text("UPDATE audit_head SET last_id = 0, last_hash = :g"), {"g": audit.GENESIS}
+        )
+    return committed_engine
+
+
+def _fill(engine: Engine, n: int) -> None:
+    factory = make_sessionmaker(engine)
+    with factory() as session, session.begin():
+        _append(session, n)
+
+
+def _verify_parallel(engine: Engine) -> tuple[int, audit.ChainBreak | None]:
+    with make_sessionmaker(engine)() as session, session.begin():
+        return audit.verify_database(session, workers=2, batch=7)
+
+
+def test_parallel_verify_agrees_and_names_breaks_across_the_split(
+    committed: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "PARALLEL_FROM", 10)
+    _fill(committed, 40)
+    assert _verify_parallel(committed) == (40, None)
+    with committed.begin() as conn:  # an edit in the second worker's half ...
+        conn.execute(text("UPDATE audit_event SET detail = 'x' WHERE id = 33"))
+    assert _verify_parallel(committed) == (32, audit.ChainBreak(33, _EDITED))
+    with committed.begin() as conn:  # ... and a gap at the last entry of the first
+        conn.execute(text("DELETE FROM audit_event WHERE id = 20"))
+    assert _verify_parallel(committed) == (19, audit.ChainBreak(20, "entry 20 is missing"))
+
+
+_EDITED = "its content does not match its hash (edited)"
+
+
+def test_concurrent_writers_never_fork_the_chain(committed: Engine) -> None:
+    factory = make_sessionmaker(committed)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for _ in range(15):
+                with factory() as session, session.begin():
+                    if committed.dialect.name == "sqlite":
+                        # Take SQLite's write lock up front, as a request that writes does.
+                        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+                    _append(session, 2)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with factory() as session, session.begin():
+        assert audit.verify_database(session) == (180, None)
+        assert session.scalar(select(AuditHead.last_id)) == 180
+
+
+def test_recorded_times_are_utc_on_both_databases(committed: Engine) -> None:
+    _fill(committed, 1)
+    with make_sessionmaker(committed)() as session:
+        stored = session.scalar(select(AuditEvent.recorded_at))
+    assert stored is not None and stored.tzinfo is not None
+    assert abs(dt.datetime.now(dt.UTC) - stored) < dt.timedelta(minutes=5)
