@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from prolo.clinic.models import Clinic, Practitioner, Room
@@ -135,6 +135,21 @@ class _Writer:
         row["id"] = row_id
         self.rows[table].append(row)
         return row_id
+
+    def finish(self) -> None:
+        """Write what is left; on PostgreSQL move each id sequence past the ids written here,
+        so rows the app inserts afterwards do not collide with them."""
+        self.flush()
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        for table in self.ORDER:
+            name = self.TABLES[table].__tablename__
+            self.session.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "  # noqa: S608
+                    f"(SELECT coalesce(max(id), 0) + 1 FROM {name}), false)"
+                )
+            )
 
     def full(self) -> bool:
         return len(self.rows["patient"]) >= self.batch
@@ -293,7 +308,7 @@ def generate(
             writer.flush()
             if progress:
                 progress(written)
-    writer.flush()
+    writer.finish()
     if progress:
         progress(written)
     return summary
@@ -641,6 +656,9 @@ def registry_tables(
     for key, days in FOLLOW_UPS:
         odi_parts.append({"i": answered[key][odi[answered[key]]], "tp": key, "day": days})
 
+    pgic = rng.random(n) < 0.7
+    pgic_parts = [(answered[key][pgic[answered[key]]], key, days) for key, days in FOLLOW_UPS]
+
     course_col, instr_col, tp_col, day_col, value_col = [], [], [], [], []
     for part in parts:
         course_col.append(course_id[part["i"]])
@@ -659,8 +677,17 @@ def registry_tables(
         tp_col.append(np.full(len(idx), part["tp"], dtype=object))
         day_col.append(np.full(len(idx), odi_day, dtype=np.int32))
         value_col.append(value.astype(np.float64))
+    for idx, key, days in pgic_parts:
+        rating = np.where(
+            responder[idx], rng.integers(1, 4, len(idx)), rng.integers(3, 7, len(idx))
+        )
+        course_col.append(course_id[idx])
+        instr_col.append(np.full(len(idx), 2, dtype=np.int8))
+        tp_col.append(np.full(len(idx), key, dtype=object))
+        day_col.append(np.full(len(idx), days, dtype=np.int32))
+        value_col.append(rating.astype(np.float64))
     order = np.argsort(np.concatenate(course_col), kind="stable")
-    instrument_names = np.array(["pain-nrs", "odi"], dtype=object)
+    instrument_names = np.array(["pain-nrs", "odi", "pgic"], dtype=object)
     scores = pa.table(
         {
             "course_id": np.concatenate(course_col)[order],
@@ -718,14 +745,15 @@ def registry_tables(
 
     flare_table = None
     if flares:
-        sess_course = np.repeat(live, done[live])
-        sess_no = np.concatenate([np.arange(d) for d in done[live]]) if len(live) else np.zeros(0)
+        counts = done[live].astype(np.int64)
+        sess_course = np.repeat(live, counts)
+        sess_no = np.arange(len(sess_course)) - np.repeat(np.cumsum(counts) - counts, counts)
         has_diary = rng.random(len(sess_course)) < 0.3
         sess_course, sess_no = sess_course[has_diary], sess_no[has_diary].astype(np.int64)
         session_id = course_id[sess_course] * 16 + sess_no
         days_kept = rng.integers(1, 6, len(sess_course))
         rows = np.repeat(np.arange(len(sess_course)), days_kept)
-        day_no = np.concatenate([np.arange(1, d + 1) for d in days_kept]) if len(rows) else rows
+        day_no = np.arange(len(rows)) - np.repeat(np.cumsum(days_kept) - days_kept, days_kept) + 1
         pain = np.clip(
             np.rint(baseline[sess_course[rows]] + rng.normal(1.0, 1.6, len(rows)) - 0.4 * day_no),
             0,

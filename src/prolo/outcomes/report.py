@@ -56,7 +56,7 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 
-from prolo.outcomes.stats import mean_ci, proportion_ci
+from prolo.outcomes.stats import proportion_ci
 from prolo.outcomes.survival import KaplanMeier, kaplan_meier_from_counts
 
 __all__ = [
@@ -642,8 +642,3 @@ def _flares(flares: dict[str, Any] | None) -> dict[str, Any]:
     if sessions == 0:
         out["note"] = "No diary entries were recorded for these courses."
     return out
-
-
-def mean_of(values: Sequence[float]) -> float | None:
-    """Plain mean for small lists (None when empty); used by the pages."""
-    return mean_ci(values).mean if values else None

@@ -1,0 +1,85 @@
+"""The outcomes dashboard, its HTML and PDF reports, and the research page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from prolo.clinic.models import Clinic
+from prolo.synth import SynthConfig, generate
+from tests.factories import PASSWORD, make_patient, make_user
+
+
+@pytest.fixture
+def clinic(session: Session) -> Clinic:
+    summary = generate(
+        session, SynthConfig(patients=25, seed=5, today=dt.date(2026, 6, 1), calendar=False)
+    )
+    return session.get_one(Clinic, summary.clinic_id)
+
+
+def _login(client: TestClient, session: Session, clinic: Clinic, role: str) -> None:
+    patient = make_patient(session, clinic) if role == "patient" else None
+    user = make_user(session, clinic, role, patient=patient)
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    response = client.post(
+        "/login",
+        data={"email": user.email, "password": PASSWORD, "csrf_token": token.group(1)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+
+
+def test_the_dashboard_shows_figures_pictures_and_evidence(
+    client: TestClient, session: Session, clinic: Clinic
+) -> None:
+    _login(client, session, clinic, "clinician")
+    page = client.get("/outcomes")
+    assert page.status_code == 200
+    html = page.text
+    assert "Pain NRS: change from baseline" in html
+    assert html.count("<svg") >= 3 and 'role="img"' in html
+    assert "Missing follow-ups." in html
+    assert "Your results beside the published trials" in html
+    assert "<script>" not in html and "style=" not in html  # the CSP forbids inline code
+    narrowed = client.get("/outcomes", params={"started_from": "2090-01-01"})
+    assert "No treatment course matches this selection" in narrowed.text
+    wrong = client.get("/outcomes", params={"started_from": "31/31/2020"})
+    assert wrong.status_code == 422 and 'aria-invalid="true"' in wrong.text
+
+
+def test_the_reports_download_as_html_and_pdf(
+    client: TestClient, session: Session, clinic: Clinic
+) -> None:
+    _login(client, session, clinic, "admin")
+    html = client.get("/outcomes/report.html")
+    assert html.status_code == 200 and "attachment" in html.headers["content-disposition"]
+    assert "<style>" in html.text and "<svg" in html.text
+    pdf = client.get("/outcomes/report.pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF") and len(pdf.content) > 5000
+
+
+def test_front_desk_cannot_open_the_dashboard(
+    client: TestClient, session: Session, clinic: Clinic
+) -> None:
+    _login(client, session, clinic, "front_desk")
+    assert client.get("/outcomes").status_code == 403
+    assert client.get("/research").status_code == 403
+
+
+def test_the_research_page_offers_the_downloads(
+    client: TestClient, session: Session, clinic: Clinic
+) -> None:
+    _login(client, session, clinic, "researcher")
+    page = client.get("/research")
+    assert page.status_code == 200
+    assert "/research/export?format=parquet" in page.text and "Safe Harbor" in page.text
+    download = client.get("/research/export", params={"format": "csv"})
+    assert download.status_code == 200 and download.content[:2] == b"PK"
