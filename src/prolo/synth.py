@@ -25,7 +25,7 @@ from prolo.courses.models import TreatmentCourse
 from prolo.outcomes.mme import OpioidDose, mme_per_day
 from prolo.outcomes.models import CourseFollowUp
 from prolo.patients.models import Allergy, Diagnosis, Medication, Patient
-from prolo.portal.models import QuestionnaireResponse, Score
+from prolo.portal.models import FlareDiaryEntry, QuestionnaireResponse, Score
 from prolo.scheduling.models import Appointment
 
 GIVEN = (
@@ -102,6 +102,7 @@ class _Writer:
         "medication",
         "treatment_course",
         "appointment",
+        "flare_diary_entry",
         "questionnaire_response",
         "score",
         "course_follow_up",
@@ -113,6 +114,7 @@ class _Writer:
         "medication": Medication,
         "treatment_course": TreatmentCourse,
         "appointment": Appointment,
+        "flare_diary_entry": FlareDiaryEntry,
         "questionnaire_response": QuestionnaireResponse,
         "score": Score,
         "course_follow_up": CourseFollowUp,
@@ -314,6 +316,42 @@ def generate(
     return summary
 
 
+def _diary(
+    w: _Writer,
+    rng: random.Random,
+    clinic_id: int,
+    patient_id: int,
+    appointment_id: int,
+    when: dt.datetime,
+    baseline: float,
+    today: dt.date,
+) -> None:
+    """A few days of the post-injection diary: pain rises, then settles (invented)."""
+    for day in range(1, rng.randrange(2, 8)):
+        at = when + dt.timedelta(days=day)
+        if at.date() >= today:
+            return
+        pain = int(min(10, max(0, round(baseline + rng.gauss(1.2, 1.5) - 0.5 * day))))
+        w.add(
+            "flare_diary_entry",
+            {
+                "clinic_id": clinic_id,
+                "patient_id": patient_id,
+                "appointment_id": appointment_id,
+                "day": day,
+                "pain": pain,
+                "swelling": "some" if pain > baseline and rng.random() < 0.5 else "none",
+                "redness": "at_site" if rng.random() < 0.2 else "none",
+                "warmth": False,
+                "fever": False,
+                "normal_activity": pain <= baseline,
+                "red_flags": [],
+                "recorded_at": at,
+                "created_at": at,
+            },
+        )
+
+
 def _patient(
     w: _Writer,
     rng: random.Random,
@@ -464,7 +502,7 @@ def _patient(
         when, room = calendar.book(day, practitioner, patient_id, rng)
         past = when.date() < today
         appt_status = ("noshow" if rng.random() < 0.04 else "fulfilled") if past else "booked"
-        w.add(
+        appointment_id = w.add(
             "appointment",
             {
                 "clinic_id": clinic_id,
@@ -479,6 +517,8 @@ def _patient(
                 "created_at": dt.datetime.now(dt.UTC),
             },
         )
+        if appt_status == "fulfilled" and rng.random() < 0.35:
+            _diary(w, rng, clinic_id, patient_id, appointment_id, when, baseline, today)
         if past and nrs_score is not None:
             respond(
                 when - dt.timedelta(minutes=10),
