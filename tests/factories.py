@@ -8,6 +8,7 @@ import itertools
 from sqlalchemy.orm import Session
 
 from prolo.clinic.models import Clinic, Practitioner, Room
+from prolo.courses.models import TreatmentCourse
 from prolo.patients.models import Patient
 from prolo.security import service as security
 from prolo.security.models import User
@@ -89,3 +90,50 @@ def token_for(
         session=session, user_id=user.id, name="test", scopes=scopes
     )
     return {"Authorization": f"Bearer {secret}"}
+
+
+def set_working_hours(
+    session: Session,
+    practitioner: Practitioner,
+    *,
+    weekdays: range | tuple[int, ...] = range(7),
+    start: dt.time = dt.time(8, 0),
+    end: dt.time = dt.time(18, 0),
+) -> None:
+    """Give a practitioner the same hours (clinic local time) on each of ``weekdays``."""
+    from prolo.scheduling.models import WorkingHours
+
+    for weekday in weekdays:
+        session.add(
+            WorkingHours(
+                practitioner_id=practitioner.id, weekday=weekday, starts_local=start, ends_local=end
+            )
+        )
+    session.flush()
+
+
+def make_course(
+    session: Session,
+    patient: Patient,
+    *,
+    sessions: int = 3,
+    interval_weeks: tuple[int, int] = (2, 4),
+    practitioner: Practitioner | None = None,
+    status: str = "planned",
+) -> TreatmentCourse:
+    """A treatment course for ``patient`` (condition knee-osteoarthritis), flushed."""
+    course = TreatmentCourse(
+        clinic_id=patient.clinic_id,
+        patient_id=patient.id,
+        practitioner_id=practitioner.id if practitioner else None,
+        condition_id="knee-osteoarthritis",
+        status=status,
+        planned_sessions=sessions,
+        interval_weeks_min=interval_weeks[0],
+        interval_weeks_max=interval_weeks[1],
+        injectate="Dextrose 15% (test)",
+        started_on=dt.datetime.now(dt.UTC).date() if status == "active" else None,
+    )
+    session.add(course)
+    session.flush()
+    return course

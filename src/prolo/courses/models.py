@@ -1,4 +1,4 @@
-"""Treatment courses and the procedure record of each injection session."""
+"""Treatment courses, informed consent, and the procedure record of each injection session."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from prolo.dbtypes import JsonDoc, created_column, fk, id_column, one_of
 
 COURSE_STATUSES = ("planned", "active", "completed", "stopped")
 STOP_REASONS = ("goal_reached", "no_response", "adverse_event", "patient_choice", "surgery")
+# Where the plan's figures came from: all from a published protocol; a published protocol
+# that lacked some figures, which the clinician entered; or no published protocol at all
+# (the knowledge base says insufficient_evidence), every figure entered by the clinician.
+PROTOCOL_STATUSES = ("published", "incomplete", "not_published")
 PROCEDURE_STATUSES = ("draft", "signed", "amended")
 
 
@@ -23,6 +27,7 @@ class TreatmentCourse(Base):
     __table_args__ = (
         one_of("status", COURSE_STATUSES),
         one_of("stop_reason", STOP_REASONS),
+        one_of("protocol_status", PROTOCOL_STATUSES),
         CheckConstraint("(status = 'stopped') = (stop_reason IS NOT NULL)", name="stop_reason"),
         CheckConstraint("planned_sessions BETWEEN 1 AND 20", name="planned_sessions_range"),
         CheckConstraint(
@@ -42,9 +47,45 @@ class TreatmentCourse(Base):
     planned_sessions: Mapped[int] = mapped_column()
     interval_weeks_min: Mapped[int] = mapped_column()
     interval_weeks_max: Mapped[int] = mapped_column()
-    injectate: Mapped[str] = mapped_column(String(200))
+    injectate: Mapped[str] = mapped_column(String(400))
     started_on: Mapped[dt.date | None] = mapped_column(Date)
     ended_on: Mapped[dt.date | None] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = created_column()
+    # NULL on rows written before protocols were recorded (and on synthetic data).
+    protocol_status: Mapped[str | None] = mapped_column(String(16))
+    # The knowledge-base protocol as it was when the course was planned (figures, sources).
+    protocol: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    # The patient's preferred local weekdays and times: {"weekdays": [..], "times": [..]}.
+    preferences: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    created_by_user_id: Mapped[int | None] = mapped_column()
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Consent(Base):
+    """Informed consent to a course, recorded before its first session.
+
+    ``items`` are the ids of the statements the patient acknowledged, from consent text
+    ``text_version`` (:mod:`prolo.courses.consent`); the service refuses a consent that
+    leaves out a required one. A withdrawn consent no longer counts as on file.
+    """
+
+    __tablename__ = "consent"
+    __table_args__ = (
+        CheckConstraint(
+            "withdrawn_at IS NULL OR withdrawn_at >= signed_at", name="withdrawn_after_signed"
+        ),
+    )
+
+    id: Mapped[int] = id_column()
+    clinic_id: Mapped[int] = fk("clinic.id", index=False)
+    course_id: Mapped[int] = fk("treatment_course.id")
+    patient_id: Mapped[int] = fk("patient.id")
+    signed_at: Mapped[dt.datetime] = mapped_column()
+    recorded_by_user_id: Mapped[int] = mapped_column()  # plain id: the row outlives logins
+    recorded_by_name: Mapped[str] = mapped_column(String(200))
+    text_version: Mapped[str] = mapped_column(String(20))
+    items: Mapped[list[str]] = mapped_column(JsonDoc)
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = created_column()
 
 
