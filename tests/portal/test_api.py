@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from prolo.db import utcnow
+from prolo.errors import Conflict
 from prolo.portal.diary import diary_day
 from prolo.portal.models import ClinicAlert, QuestionnaireResponse, Score
 from prolo.portal.service import condition_instruments
@@ -418,3 +420,78 @@ def test_an_admin_sets_the_clinic_schedule(client: TestClient, session: Session)
     follow_ups = {d["timepoint"] for d in due} - {"baseline", "pre_session"}
     assert follow_ups == {"month_3"}
     assert {d["status"] for d in due if d["timepoint"] == "month_3"} == {"due"}
+
+
+def test_open_windows_group_a_courses_due_items_for_one_reminder(session: Session) -> None:
+    from prolo.portal.service import open_windows
+
+    clinic, patient, _ = patient_and_token(session)
+    course = make_course(session, clinic, patient, condition_id="low-back-pain")
+    start = utcnow() + dt.timedelta(days=3)
+    make_session(session, clinic, patient, start, course=course, status="booked")
+    other = make_patient(session, clinic)
+    make_course(session, clinic, other, status="completed", ended_on=utcnow().date())
+    (window,) = open_windows(session=session, clinic_id=clinic.id)
+    assert (window.patient_id, window.course_id, window.timepoint) == (
+        patient.id,
+        course.id,
+        "baseline",
+    )
+    assert window.instruments == tuple(
+        i for i in condition_instruments("low-back-pain") if i != "pgic"
+    )
+    assert window.due_by == start - dt.timedelta(hours=24)
+    assert open_windows(session=session, clinic_id=make_clinic(session).id) == []
+
+
+def test_huge_ids_in_bodies_are_422_not_an_overflow(client: TestClient, session: Session) -> None:
+    clinic, patient, headers = patient_and_token(session)
+    huge = 2**63
+    r = client.post(
+        f"/api/patients/{patient.id}/responses",
+        json={"instrument_id": "pain-nrs", "answers": {"pain-nrs": 1}, "course_id": huge},
+        headers=headers,
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "course_id"
+    r = client.post(
+        f"/api/patients/{patient.id}/flare-diary", json=diary_body(huge, 1), headers=headers
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "appointment_id"
+
+
+def test_a_concurrent_retry_that_loses_the_race_returns_the_winner(
+    session: Session, monkeypatch
+) -> None:
+    from prolo.portal import service
+    from prolo.portal.schemas import ResponseIn
+    from tests.factories import principal_for
+
+    clinic = make_clinic(session)
+    patient = make_patient(session, clinic)
+    me = principal_for(make_user(session, clinic, "patient", patient=patient))
+    data = ResponseIn(
+        instrument_id="pain-nrs", answers={"pain-nrs": 3}, idempotency_key="race-key-01"
+    )
+    winner = service.submit_response(
+        session=session, principal=me, patient_id=patient.id, data=data
+    )
+    # The loser looked for the key before the winner committed, so its lookup saw nothing.
+    real_scalar = session.scalar
+    calls = {"n": 0}
+
+    def first_lookup_misses(statement, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return None
+        return real_scalar(statement, *args, **kwargs)
+
+    monkeypatch.setattr(session, "scalar", first_lookup_misses)
+    loser = service.submit_response(session=session, principal=me, patient_id=patient.id, data=data)
+    monkeypatch.undo()
+    assert (loser.created, loser.response.id) == (False, winner.response.id)
+    assert count(session, QuestionnaireResponse) == 1 and count(session, Score) == 1
+    changed = data.model_copy(update={"answers": {"pain-nrs": 4}})
+    calls["n"] = 0
+    monkeypatch.setattr(session, "scalar", first_lookup_misses)
+    with pytest.raises(Conflict):
+        service.submit_response(session=session, principal=me, patient_id=patient.id, data=changed)

@@ -263,15 +263,11 @@ def diary_result(result: diary.DiaryResult) -> DiaryResultOut:
     )
 
 
-class DiaryIn(DiaryEntryIn):
-    appointment_id: int = Field(ge=1, le=MAX_ROW_ID)
-
-
 @router.post(
     "/api/patients/{patient_id}/flare-diary", response_model=DiaryResultOut, status_code=201
 )
 def record_diary_day(
-    session: DbSession, principal: Reader, patient_id: RowId, data: DiaryIn
+    session: DbSession, principal: Reader, patient_id: RowId, data: DiaryEntryIn
 ) -> DiaryResultOut:
     """Record one diary day after an injection session; warning signs alert the clinic."""
     result = diary.record_day(

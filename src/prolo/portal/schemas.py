@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from prolo.web import MAX_ROW_ID
+
 Timepoint = Literal["baseline", "pre_session", "week_6", "month_3", "month_6", "month_12", "ad_hoc"]
 ResponseStatus = Literal["in-progress", "completed"]
 FollowUp = Literal["week_6", "month_3", "month_6", "month_12"]
@@ -29,7 +31,7 @@ class ResponseIn(AnswersIn):
     instrument_id: str = Field(min_length=1, max_length=40)
     timepoint: Timepoint = "ad_hoc"
     status: ResponseStatus = "completed"
-    course_id: int | None = None
+    course_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     authored_at: dt.datetime | None = Field(
         default=None, description="when it was answered (a paper form's date); default now"
     )
@@ -121,7 +123,7 @@ class DueItemOut(BaseModel):
 class DiaryEntryIn(_In):
     """One diary day after an injection session."""
 
-    appointment_id: int
+    appointment_id: int = Field(ge=1, le=MAX_ROW_ID)
     day: int = Field(ge=1, le=7, description="1 is the day of the session")
     pain: int = Field(ge=0, le=10, strict=True, description="pain at the treated site, 0-10")
     swelling: Literal["none", "some", "marked"]

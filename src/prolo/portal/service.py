@@ -730,3 +730,71 @@ def load_instrument_text(
     )
     complete = not is_structure_only(merge_licensed_text(load_questionnaire(instrument.id), texts))
     return row, complete
+
+
+@dataclass(frozen=True)
+class DueWindow:
+    """One open questionnaire window of a patient's course: what a reminder announces."""
+
+    clinic_id: int
+    patient_id: int
+    course_id: int | None
+    timepoint: str
+    instruments: tuple[str, ...]
+    opens_at: dt.datetime
+    due_by: dt.datetime | None
+
+
+def open_windows(
+    *, session: Session, clinic_id: int, now: dt.datetime | None = None
+) -> list[DueWindow]:
+    """Every window of the clinic's courses with questionnaires due or overdue now.
+
+    For jobs (reminders), not for people: no principal, audited as the system. Items of
+    one course and timepoint are grouped, so a patient gets one reminder per window.
+    """
+    moment = now or utcnow()
+    patient_ids = list(
+        session.scalars(
+            select(TreatmentCourse.patient_id)
+            .where(
+                TreatmentCourse.clinic_id == clinic_id,
+                TreatmentCourse.status.in_(("planned", "active", "completed", "stopped")),
+            )
+            .distinct()
+        ).all()
+    )
+    courses, answered = _courses(session, patient_ids), _answered(session, patient_ids)
+    tz = clinic_zone(session, clinic_id)
+    settings = schedule_settings(session, clinic_id)
+    windows: dict[tuple[int, int | None, str, dt.datetime], list[schedule.DueItem]] = {}
+    for pid in patient_ids:
+        items = schedule.due_items(
+            courses[pid], answered[pid], now=moment, tz=tz, settings=settings
+        )
+        for item in items:
+            if item.answerable and item.timepoint != "ad_hoc":
+                key = (pid, item.course_id, item.timepoint, item.opens_at)
+                windows.setdefault(key, []).append(item)
+    audit.record(
+        session,
+        audit.SYSTEM,
+        action="R",
+        event="questionnaire.due.scan",
+        entity_type="QuestionnaireResponse",
+        detail=f"clinic {clinic_id}: {len(windows)} open windows",
+    )
+    return [
+        DueWindow(
+            clinic_id=clinic_id,
+            patient_id=pid,
+            course_id=course_id,
+            timepoint=timepoint,
+            instruments=tuple(i.instrument_id for i in items),
+            opens_at=opens_at,
+            due_by=items[0].due_by,
+        )
+        for (pid, course_id, timepoint, opens_at), items in sorted(
+            windows.items(), key=lambda kv: (kv[0][0], kv[0][3])
+        )
+    ]
