@@ -83,3 +83,55 @@ def test_the_research_page_offers_the_downloads(
     assert "/research/export?format=parquet" in page.text and "Safe Harbor" in page.text
     download = client.get("/research/export", params={"format": "csv"})
     assert download.status_code == 200 and download.content[:2] == b"PK"
+
+
+def test_a_clinician_records_follow_up_facts_on_the_page(
+    client: TestClient, session: Session, clinic: Clinic
+) -> None:
+    from sqlalchemy import select
+
+    from prolo.courses.models import TreatmentCourse
+    from prolo.outcomes.models import CourseFollowUp
+
+    course = session.scalars(
+        select(TreatmentCourse).where(TreatmentCourse.clinic_id == clinic.id).limit(1)
+    ).one()
+    _login(client, session, clinic, "clinician")
+    page = client.get(f"/outcomes/courses/{course.id}/follow-ups")
+    assert page.status_code == 200 and "Record a timepoint" in page.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    form = {
+        "csrf_token": token.group(1),
+        "timepoint": "month_6",
+        "surgery_planned": "no",
+        "surgery_done": "yes",
+        "pain_medicine_use": "yes",
+        "drug_1": "tramadol",
+        "dose_1": "200",  # 200 mg/day x 0.2 = 40 MME
+        "drug_2": "",
+        "dose_2": "",
+    }
+    saved = client.post(
+        f"/outcomes/courses/{course.id}/follow-ups", data=form, follow_redirects=False
+    )
+    assert saved.status_code == 303, saved.text
+    row = session.scalars(
+        select(CourseFollowUp).where(
+            CourseFollowUp.course_id == course.id, CourseFollowUp.timepoint == "month_6"
+        )
+    ).one()
+    assert (row.surgery_done, row.opioid_use, row.opioid_mme_per_day) == (True, True, 40.0)
+    wrong = client.post(
+        f"/outcomes/courses/{course.id}/follow-ups",
+        data={**form, "dose_1": "lots"},
+        follow_redirects=False,
+    )
+    assert wrong.status_code == 422
+    assert 'id="f-dose_1-error"' in wrong.text and 'aria-invalid="true"' in wrong.text
+    baseline_done = client.post(
+        f"/outcomes/courses/{course.id}/follow-ups",
+        data={**form, "timepoint": "baseline"},
+        follow_redirects=False,
+    )
+    assert baseline_done.status_code == 422 and "not at baseline" in baseline_done.text

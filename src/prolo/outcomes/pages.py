@@ -171,3 +171,123 @@ def report_pdf(request: Request, session: DbSession, principal: Clinical) -> Res
         media_type="application/pdf",
         headers={"Content-Disposition": 'attachment; filename="outcome-report.pdf"'},
     )
+
+
+_YES_NO = [("", "Not asked"), ("yes", "Yes"), ("no", "No")]
+_TIMEPOINTS = [
+    ("baseline", "Baseline"),
+    ("week_6", "6 weeks"),
+    ("month_3", "3 months"),
+    ("month_6", "6 months"),
+    ("month_12", "12 months"),
+]
+
+
+def _tristate(value: str | None) -> bool | None:
+    return {"yes": True, "no": False}.get(value or "")
+
+
+def _follow_up_page(
+    request: Request,
+    session: DbSession,
+    principal: Principal,
+    course_id: int,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    from prolo.outcomes.mme import CONVERSION_FACTORS, DRUG_LABELS
+
+    rows = service.list_follow_ups(session=session, principal=principal, course_id=course_id)
+    return ui.render(
+        request,
+        "outcomes/follow_ups.html",
+        principal=principal,
+        status_code=status_code,
+        course_id=course_id,
+        rows=rows,
+        values=values or {},
+        errors=errors or {},
+        yes_no=_YES_NO,
+        timepoints=_TIMEPOINTS,
+        drugs=[("", "None")]
+        + [(d, f"{DRUG_LABELS[d]} (x{f.factor:g})") for d, f in CONVERSION_FACTORS.items()],
+    )
+
+
+@router.get("/outcomes/courses/{course_id}/follow-ups", response_class=HTMLResponse)
+def follow_ups(
+    request: Request, session: DbSession, principal: Clinical, course_id: int
+) -> HTMLResponse:
+    """A course's surgery and pain-medicine facts, with a form to record a timepoint."""
+    return _follow_up_page(request, session, principal, course_id)
+
+
+@router.post("/outcomes/courses/{course_id}/follow-ups", response_class=HTMLResponse)
+async def record_follow_up(
+    request: Request, session: DbSession, principal: Clinical, course_id: int
+) -> Response:
+    """Record one timepoint's facts from the form; errors are shown next to the field."""
+    from starlette.concurrency import run_in_threadpool
+
+    from prolo.errors import AppError
+    from prolo.outcomes.mme import OpioidDose
+
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    ui.check_csrf(principal, values.pop("csrf_token", None))
+    errors: dict[str, str] = {}
+    timepoint = values.get("timepoint", "")
+    if timepoint not in dict(_TIMEPOINTS):
+        errors["timepoint"] = "choose a timepoint"
+    doses = []
+    for i in (1, 2):
+        drug, dose = values.get(f"drug_{i}", ""), values.get(f"dose_{i}", "").strip()
+        if not drug and not dose:
+            continue
+        try:
+            amount = float(dose)
+        except ValueError:
+            errors[f"dose_{i}"] = "enter the total daily dose as a number"
+            continue
+        if not drug:
+            errors[f"drug_{i}"] = "choose the opioid"
+            continue
+        if not 0 <= amount <= 10_000:
+            errors[f"dose_{i}"] = "must be between 0 and 10000"
+            continue
+        doses.append(OpioidDose(drug, amount))
+    if not errors:
+        facts = service.FollowUpFacts(
+            timepoint=timepoint,
+            surgery_planned=_tristate(values.get("surgery_planned")),
+            surgery_done=_tristate(values.get("surgery_done")),
+            pain_medicine_use=_tristate(values.get("pain_medicine_use")),
+            opioid_use=_tristate(values.get("opioid_use")),
+            opioids=tuple(doses),
+        )
+        try:
+            await run_in_threadpool(
+                service.record_follow_up,
+                session=session,
+                principal=principal,
+                course_id=course_id,
+                facts=facts,
+            )
+        except AppError as exc:
+            if exc.http_status == 404:
+                raise
+            errors[exc.field or "form"] = exc.detail
+    if errors:
+        return await run_in_threadpool(
+            _follow_up_page,
+            request,
+            session,
+            principal,
+            course_id,
+            values=values,
+            errors=errors,
+            status_code=422,
+        )
+    return ui.redirect(f"/outcomes/courses/{course_id}/follow-ups")
