@@ -115,7 +115,20 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _durable_commits(dbapi_conn: Any, _record: Any) -> None:
+        # A commit prolo acknowledges must survive a crash: a server, database or role
+        # default of synchronous_commit=off would let PostgreSQL report success before
+        # the WAL reached disk, so prolo's own sessions never run with it.
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SHOW synchronous_commit")
+            if cur.fetchone()[0] == "off":
+                cur.execute("SET synchronous_commit TO on")
+        dbapi_conn.commit()
+
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
