@@ -28,7 +28,8 @@ def test_a_visitor_gets_an_explained_result_and_how_to_book(page) -> None:
     assert "Prolotherapy may be an option worth discussing with a clinician." in text
     assert "not a diagnosis" in text
     assert "To book a consultation" in text and "Riverside Musculoskeletal Clinic" in text
-    assert page.evaluate("document.activeElement.id") == "result"
+    # app.js moves focus once the page has loaded; wait for it rather than race it.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'result'")
     assert "This is information, not a diagnosis." in page.locator("main").inner_text()
 
 
