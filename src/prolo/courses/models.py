@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, String, Text
+from sqlalchemy import CheckConstraint, Date, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from prolo.db import Base
@@ -17,7 +17,10 @@ STOP_REASONS = ("goal_reached", "no_response", "adverse_event", "patient_choice"
 # that lacked some figures, which the clinician entered; or no published protocol at all
 # (the knowledge base says insufficient_evidence), every figure entered by the clinician.
 PROTOCOL_STATUSES = ("published", "incomplete", "not_published")
-PROCEDURE_STATUSES = ("draft", "signed", "amended")
+# A signed record never changes (database triggers refuse UPDATE and DELETE); a correction
+# is a new record whose ``amends_id`` points at the one it corrects.
+PROCEDURE_STATUSES = ("draft", "signed")
+SCREENING_DECISIONS = ("candidate", "candidate_with_precautions", "not_candidate", "refer")
 
 
 class TreatmentCourse(Base):
@@ -90,10 +93,38 @@ class Consent(Base):
 
 
 class Procedure(Base):
-    """The record of one injection session. Signed records never change."""
+    """The record of one injection session. Signed records never change.
+
+    ``details`` holds the documented session (``prolo.courses.procedure_schemas``):
+    injectate, sites with volumes, guidance, needle, pre-procedure checks with the stored
+    screening result, immediate adverse events and the aftercare given. Each record is
+    amended at most once (unique ``amends_id``), so the corrections form one chain.
+    """
 
     __tablename__ = "procedure"
-    __table_args__ = (one_of("status", PROCEDURE_STATUSES),)
+    __table_args__ = (
+        one_of("status", PROCEDURE_STATUSES),
+        one_of("screening_decision", SCREENING_DECISIONS),
+        CheckConstraint(
+            "(status = 'signed') = (signed_at IS NOT NULL)", name="signed_at_iff_signed"
+        ),
+        CheckConstraint(
+            "(status = 'signed') = (signed_by_user_id IS NOT NULL)", name="signer_iff_signed"
+        ),
+        CheckConstraint(
+            "(amends_id IS NULL) = (amendment_reason IS NULL)", name="amendment_has_reason"
+        ),
+        UniqueConstraint("amends_id"),
+        Index("ix_procedure_patient_performed", "patient_id", "performed_at"),
+        # One original record per session; its amendments share the appointment.
+        Index(
+            "uq_procedure_appointment_original",
+            "appointment_id",
+            unique=True,
+            sqlite_where=text("amends_id IS NULL"),
+            postgresql_where=text("amends_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = id_column()
     clinic_id: Mapped[int] = fk("clinic.id")
@@ -106,5 +137,11 @@ class Procedure(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     note: Mapped[str | None] = mapped_column(Text)
     signed_at: Mapped[dt.datetime | None] = mapped_column()
-    amends_id: Mapped[int | None] = fk("procedure.id", nullable=True)
+    amends_id: Mapped[int | None] = fk("procedure.id", nullable=True, index=False)
     created_at: Mapped[dt.datetime] = created_column()
+    body_region: Mapped[str | None] = mapped_column(String(20))
+    screening_decision: Mapped[str | None] = mapped_column(String(30))
+    signed_by_user_id: Mapped[int | None] = fk("app_user.id", nullable=True, index=False)
+    signed_by_name: Mapped[str | None] = mapped_column(String(200))
+    amendment_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
