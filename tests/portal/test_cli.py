@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,9 +51,16 @@ def test_load_text_checks_the_file_then_stores_it(env: dict[str, str], tmp_path:
 
 
 def test_link_prints_a_working_single_use_link(env: dict[str, str]) -> None:
-    result = runner.invoke(app, ["portal", "link", "--patient-id", "1", "--hours", "2"], env=env)
-    assert result.exit_code == 0, result.output
-    url = result.output.split()[0]
+    # A fresh process, as a user runs it: only what the command imports is loaded.
+    result = subprocess.run(
+        [sys.executable, "-m", "prolo.cli", "portal", "link", "--patient-id", "1", "--hours", "2"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    url = result.stdout.split()[0]
     token = url.rsplit("/portal/link/", 1)[1]
     engine = create_engine(env["PROLO_DATABASE_URL"])
     with Session(engine) as s:

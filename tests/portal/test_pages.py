@@ -212,7 +212,9 @@ def test_expired_and_forged_links_are_410_with_a_clear_page(
     session.flush()
     r = client.get(url)
     assert r.status_code == 410 and "has expired" in r.text
+    assert "This link no longer works" in r.text
     forged = url[:-3] + ("aaa" if not url.endswith("aaa") else "bbb")
+    assert client.get("/portal/link/" + "x" * 300).status_code == 410
     r = client.get(forged)
     assert r.status_code == 410 and "not valid" in r.text
     api = client.get(forged, headers={"accept": "application/json"})

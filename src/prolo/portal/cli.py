@@ -21,6 +21,7 @@ def load_text(
     """Check a licensed-wording file against the questionnaire and store it for the clinic."""
     from sqlalchemy import select
 
+    import prolo.models  # noqa: F401  (every table, so foreign keys resolve)
     from prolo.cli import console, fail, unit_of_work
     from prolo.instruments.texts import LicensedTextError, load_licensed_text
     from prolo.portal import service
@@ -61,6 +62,7 @@ def link(
     hours: Annotated[int, typer.Option(min=1, max=24 * 14, help="hours until it expires")] = 72,
 ) -> None:
     """Print a single-use portal link for a patient (to send by email or text message)."""
+    import prolo.models  # noqa: F401  (every table, so foreign keys resolve)
     from prolo.cli import console, fail, load_settings, unit_of_work
     from prolo.patients.models import Patient
     from prolo.portal import links

@@ -83,6 +83,12 @@ def issue_link(
     return _serializer(secret_key).dumps({"l": link.id}), link
 
 
+class LinkGone(Gone):
+    """An expired, used or invalid portal link (410), titled for the patient reading it."""
+
+    title = "This link no longer works"
+
+
 EXPIRED = "This link has expired. Ask the clinic for a new one, or log in."
 USED = "This link was already used. Each link works once: ask the clinic for a new one, or log in."
 INVALID = "This link is not valid. Check that it was copied completely, or log in."
@@ -93,15 +99,15 @@ def check_link(*, session: Session, token: str, secret_key: str) -> PortalLink:
     try:
         payload = _serializer(secret_key).loads(token)
     except BadSignature:
-        raise Gone(INVALID) from None
+        raise LinkGone(INVALID) from None
     link_id = payload.get("l") if isinstance(payload, dict) else None
     link = session.get(PortalLink, link_id) if isinstance(link_id, str) else None
     if link is None:
-        raise Gone(INVALID)
+        raise LinkGone(INVALID)
     if link.used_at is not None:
-        raise Gone(USED)
+        raise LinkGone(USED)
     if link.expires_at <= utcnow():
-        raise Gone(EXPIRED)
+        raise LinkGone(EXPIRED)
     return link
 
 
@@ -116,7 +122,7 @@ def use_link(
     link = check_link(session=session, token=token, secret_key=secret_key)
     session.refresh(link, with_for_update=True)
     if link.used_at is not None:
-        raise Gone(USED)
+        raise LinkGone(USED)
     visit = secrets.token_urlsafe(32)
     now = utcnow()
     link.used_at = now

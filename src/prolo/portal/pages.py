@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from prolo import ui
 from prolo.db import utcnow
-from prolo.errors import AppError, Forbidden, Gone, NotFound, Unauthenticated
+from prolo.errors import AppError, Forbidden, NotFound, Unauthenticated
 from prolo.instruments.base import Instrument, ItemError, NotScorable
 from prolo.instruments.catalog import get_instrument
 from prolo.instruments.questionnaire import is_structure_only
@@ -623,7 +623,7 @@ def _secret(request: Request) -> str:
 def open_link(request: Request, session: DbSession, token: str) -> HTMLResponse:
     """Check a link and offer to open it (a GET never uses it up: mail scanners fetch links)."""
     if len(token) > 200:
-        raise Gone(links.INVALID)
+        raise links.LinkGone(links.INVALID)
     links.check_link(session=session, token=token, secret_key=_secret(request))
     return ui.render(request, "portal/link.html", token=token)
 
@@ -636,7 +636,7 @@ async def use_link(request: Request, session: DbSession, token: str) -> Response
     if not cookie_token or not hmac.compare_digest(cookie_token, form.get("csrf_token", "")):
         raise Forbidden("the page expired: open the link from your message again")
     if len(token) > 200:
-        raise Gone(links.INVALID)
+        raise links.LinkGone(links.INVALID)
     visit, link = links.use_link(
         session=session, token=token, secret_key=_secret(request), source_ip=client_ip(request)
     )
