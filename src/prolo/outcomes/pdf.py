@@ -46,7 +46,6 @@ def _mean(m: dict[str, Any]) -> str:
 
 def summary_lines(report: dict[str, Any], title: str) -> list[tuple[str, str]]:
     """The report's figures as (style, text) lines: 'h' heading, 'p' text, 'm' muted."""
-    c = report["courses"]
     lines: list[tuple[str, str]] = [("t", title), ("m", f"Report date {report['as_of']}")]
     sel = {k: v for k, v in report["selection"].items() if v is not None and k != "clinic_id"}
     lines.append(
@@ -57,6 +56,7 @@ def summary_lines(report: dict[str, Any], title: str) -> list[tuple[str, str]]:
             ("p", "No treatment course matches this selection, so there is nothing to report.")
         )
         return lines
+    c = report["courses"]
     lines += [
         ("h", "Patients and courses"),
         (
