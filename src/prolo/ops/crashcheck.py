@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import IO, TextIO
 
 from sqlalchemy import select, text
 
@@ -189,7 +189,7 @@ def check(database_url: str, *, clinic_id: int, acknowledged: dict[int, str]) ->
 
 def _start_writer(
     database_url: str, *, clinic_id: int, user_id: int, seed: int, method: str
-) -> tuple[int, TextIO]:
+) -> tuple[int, IO[str]]:
     """A writer process and the pipe it acknowledges on.
 
     ``fork`` starts it in milliseconds from this process's imports (this process holds
