@@ -1,0 +1,166 @@
+"""AllergyIntolerance <-> ``allergy``.
+
+See: https://hl7.org/fhir/R4/allergyintolerance.html
+
+prolo records the substance as text (no code system is kept), the reaction as text
+and the criticality (``low | high | unable-to-assess``, the FHIR value set). Every
+recorded allergy is current (entries made in error are removed), so
+``clinicalStatus`` is ``active``.
+
+Creates go through :func:`prolo.patients.service.add_allergy`; an update is written
+here and audited (no domain service updates an allergy yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, func
+
+from prolo.fhir import codes
+from prolo.fhir.errors import Unprocessable
+from prolo.fhir.resources.base import (
+    Context,
+    Meta,
+    Resource,
+    TableMapping,
+    audit_write,
+    check_code,
+    check_patient_writable,
+    concept_text,
+    identifier_list,
+    instant,
+    put,
+    pydantic_problem,
+    ref,
+    referenced_id,
+)
+from prolo.fhir.search import (
+    Param,
+    SearchError,
+    code_param,
+    date_param,
+    reference_param,
+    split_token,
+    string_param,
+)
+from prolo.patients import service as patients
+from prolo.patients.models import Allergy
+from prolo.patients.schemas import AllergyIn
+
+_FIELDS = {
+    "substance": "AllergyIntolerance.code",
+    "reaction": "AllergyIntolerance.reaction",
+    "criticality": "AllergyIntolerance.criticality",
+}
+
+
+def _substance(value: str, modifier: str | None) -> ColumnElement[bool]:
+    """``code=lidocaine`` matches the substance text exactly, ``code:text=lido`` its start."""
+    _system, code = split_token(value)
+    text = (code or "").strip().lower()
+    if modifier == "text":
+        return string_param("code", [Allergy.substance], "").build(text, None)
+    if modifier is not None:
+        raise SearchError(f"code: modifier :{modifier} is not supported")
+    return func.lower(Allergy.substance) == text
+
+
+class AllergyIntoleranceMapping(TableMapping):
+    type_name = "AllergyIntolerance"
+    model = Allergy
+    documentation = "An allergy or intolerance; the substance is free text."
+
+    def search_params(self) -> Sequence[Param]:
+        return (
+            reference_param("patient", Allergy.patient_id, "Patient", "Who has the allergy"),
+            Param("code", "token", _substance, "The substance (prolo keeps it as text)"),
+            code_param(
+                "criticality",
+                Allergy.criticality,
+                "low | high | unable-to-assess",
+                system="http://hl7.org/fhir/allergy-intolerance-criticality",
+            ),
+            date_param("date", Allergy.recorded_at, "When it was recorded"),
+        )
+
+    def updated_column(self) -> Any:
+        return Allergy.recorded_at
+
+    def to_fhir(self, row: Any, meta: Meta) -> Resource:
+        resource: Resource = {
+            "resourceType": "AllergyIntolerance",
+            "id": str(row.id),
+            "meta": meta.as_fhir(),
+        }
+        put(resource, "identifier", identifier_list(meta))
+        resource["clinicalStatus"] = codes.concept(codes.ALLERGY_CLINICAL, "active", "Active")
+        resource["criticality"] = row.criticality
+        resource["code"] = {"text": row.substance}
+        resource["patient"] = ref("Patient", row.patient_id)
+        resource["recordedDate"] = instant(row.recorded_at)
+        if row.reaction:
+            resource["reaction"] = [{"manifestation": [{"text": row.reaction}]}]
+        return resource
+
+    def _values(self, ctx: Context, resource: Resource) -> tuple[int, AllergyIn]:
+        patient_id = referenced_id(
+            ctx, resource.get("patient"), "Patient", path="AllergyIntolerance.patient"
+        )
+        check_patient_writable(ctx, patient_id, path="AllergyIntolerance.patient")
+        substance = concept_text(resource.get("code"))
+        if not substance:
+            raise Unprocessable(
+                "AllergyIntolerance.code needs a text or a display naming the substance",
+                expression=["AllergyIntolerance.code"],
+            )
+        check_code(
+            resource.get("criticality"),
+            ("low", "high", "unable-to-assess"),
+            path="AllergyIntolerance.criticality",
+        )
+        reaction = None
+        for item in resource.get("reaction") or []:
+            for manifestation in (item or {}).get("manifestation") or []:
+                reaction = reaction or concept_text(manifestation)
+        try:
+            return patient_id, AllergyIn(
+                substance=substance[:200],
+                reaction=reaction[:200] if reaction else None,
+                criticality=resource.get("criticality") or "unable-to-assess",
+            )
+        except ValidationError as exc:
+            raise pydantic_problem("AllergyIntolerance", exc, _FIELDS) from None
+
+    def create(self, ctx: Context, resource: Resource) -> Any:
+        patient_id, data = self._values(ctx, resource)
+        return patients.add_allergy(
+            session=ctx.session, principal=ctx.principal, patient_id=patient_id, data=data
+        )
+
+    def update(self, ctx: Context, row: Any, resource: Resource) -> Any:
+        patient_id, data = self._values(ctx, resource)
+        if patient_id != row.patient_id:
+            raise Unprocessable(
+                "AllergyIntolerance.patient cannot move to another patient",
+                expression=["AllergyIntolerance.patient"],
+            )
+        row.substance, row.reaction, row.criticality = (
+            data.substance,
+            data.reaction,
+            data.criticality,
+        )
+        audit_write(
+            ctx,
+            action="U",
+            event="allergy.update",
+            entity_type="AllergyIntolerance",
+            entity_id=row.id,
+            patient_id=row.patient_id,
+        )
+        return row
+
+
+MAPPING = AllergyIntoleranceMapping()

@@ -1,0 +1,410 @@
+"""What every resource mapping provides, and the shared pieces they are built from.
+
+A mapping (one module per resource type) says:
+
+- which table it reads (``model``) and how a row becomes a FHIR resource
+  (:meth:`TableMapping.to_fhir`, a plain dict: the read path never builds pydantic
+  models);
+- how a resource becomes a row (:meth:`TableMapping.create`,
+  :meth:`TableMapping.update`), through the owning domain's service where one exists;
+- its search parameters and the references ``_include`` may follow;
+- who may read and write it, and how rows are scoped to a clinic and to a patient's
+  compartment.
+
+``meta.versionId`` and ``meta.lastUpdated`` come from :class:`prolo.fhir.models.ResourceVersion`,
+falling back to the row's own timestamp (``updated_column``) when the row was never
+versioned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, cast
+
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, Table, and_, func, literal, select
+from sqlalchemy.orm import Session
+
+from prolo.db import UTCDateTime
+from prolo.errors import Forbidden
+from prolo.fhir.errors import CodeInvalid, InvalidResource, NotAllowed, Unprocessable
+from prolo.fhir.models import ExternalIdentifier, ResourceVersion
+from prolo.fhir.search import Param, SearchQuery, date_param, id_param
+from prolo.patients.models import Patient
+from prolo.security import audit
+from prolo.security.principal import Principal
+
+Resource = dict[str, Any]
+READ, SEARCH, CREATE, UPDATE = "read", "search-type", "create", "update"
+
+
+@dataclass
+class Context:
+    """One request's (or import's) view: who, in which session, at which base URL.
+
+    ``resolved`` maps references made inside a Bundle (``urn:uuid:...`` full URLs)
+    to the ``Type/id`` they were given; ``strict`` says whether references to rows
+    that do not exist are errors (always) and whether optional fields that do not
+    fit prolo are errors (REST) or dropped with a warning (import).
+    """
+
+    session: Session
+    principal: Principal
+    base_url: str = ""
+    resolved: dict[str, str] = field(default_factory=dict)
+    lenient: bool = False
+    foreign_ids: bool = False  # imported references name the source's ids, never ours
+    warnings: list[str] = field(default_factory=list)
+    resolve_conditional: Callable[[str], str | None] | None = None
+
+    @property
+    def clinic_id(self) -> int:
+        return self.principal.clinic_id
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What ``meta`` says about a row, plus identifiers it was imported with."""
+
+    version: int = 1
+    last_updated: dt.datetime | None = None
+    identifiers: tuple[tuple[str, str], ...] = ()
+
+    def as_fhir(self) -> dict[str, str]:
+        found = {"versionId": str(self.version)}
+        if self.last_updated is not None:
+            found["lastUpdated"] = instant(self.last_updated)
+        return found
+
+
+def instant(value: dt.datetime) -> str:
+    """An aware datetime as a FHIR instant in UTC (``2024-05-01T09:30:00Z``)."""
+    text = value.astimezone(dt.UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def ref(type_name: str, row_id: int | str | None) -> dict[str, str] | None:
+    """A relative reference, or None when there is nothing to point at."""
+    return None if row_id is None else {"reference": f"{type_name}/{row_id}"}
+
+
+def put(resource: Resource, key: str, value: Any) -> None:
+    """Set ``key`` only when ``value`` is present: FHIR JSON never holds null or empty."""
+    if value is not None and value != [] and value != {} and value != "":
+        resource[key] = value
+
+
+class MappingBase:
+    """What every resource type says about itself, table-backed or not."""
+
+    type_name: ClassVar[str]
+    interactions: ClassVar[frozenset[str]] = frozenset({READ, SEARCH, CREATE, UPDATE})
+    readers: ClassVar[frozenset[str]] = frozenset({"admin", "clinician", "patient"})
+    writers: ClassVar[frozenset[str]] = frozenset({"admin", "clinician"})
+    documentation: ClassVar[str] = ""
+    params: dict[str, Param]
+
+    def check_reader(self, principal: Principal) -> None:
+        if principal.role not in self.readers:
+            raise Forbidden(f"your role may not read {self.type_name} resources")
+
+    def check_writer(self, principal: Principal) -> None:
+        if principal.role not in self.writers:
+            raise Forbidden(f"your role may not write {self.type_name} resources")
+        if principal.via == "token" and not ({"write", "admin"} & principal.scopes):
+            raise Forbidden("this token lacks the 'write' scope")
+
+    def supports(self, interaction: str) -> bool:
+        return interaction in self.interactions
+
+    def require(self, interaction: str) -> None:
+        if interaction not in self.interactions:
+            raise NotAllowed(f"{self.type_name} does not support the {interaction} interaction")
+
+    def includable(self, param: str) -> bool:
+        found = self.params.get(param)
+        return found is not None and found.type == "reference" and found.column is not None
+
+
+class DataMapping(MappingBase):
+    """A resource type served from prolo's data files (read and search only)."""
+
+    interactions = frozenset({READ, SEARCH})
+
+    def read(self, ctx: Context, resource_id: str) -> Resource:
+        raise NotImplementedError
+
+    def search(
+        self, ctx: Context, items: Sequence[tuple[str, str]], *, strict: bool
+    ) -> tuple[list[Resource], int, SearchQuery]:
+        raise NotImplementedError
+
+
+class TableMapping(MappingBase):
+    """A resource type served from one prolo table. Subclasses fill in the details."""
+
+    model: ClassVar[Any]
+    in_patient_compartment: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        self.params: dict[str, Param] = {
+            "_id": id_param(self.model.id, self.type_name),
+            "_lastUpdated": date_param(
+                "_lastUpdated", self.last_updated_expr(), "When the resource last changed"
+            ),
+        }
+        self.params.update({p.name: p for p in self.search_params()})
+
+    # -- what subclasses describe -------------------------------------------------------
+
+    def search_params(self) -> Sequence[Param]:
+        return ()
+
+    def updated_column(self) -> Any:
+        """The row's own change or creation time, used when it was never versioned."""
+        return None
+
+    def to_fhir(self, row: Any, meta: Meta) -> Resource:
+        raise NotImplementedError
+
+    def patient_of(self, row: Any) -> int | None:
+        """The patient whose compartment the row is in (None outside any)."""
+        return getattr(row, "patient_id", None)
+
+    def clinic_clause(self, clinic_id: int) -> ColumnElement[bool]:
+        """Rows of one clinic."""
+        if hasattr(self.model, "clinic_id"):
+            return self.model.clinic_id == clinic_id  # type: ignore[no-any-return]
+        return self.model.patient_id.in_(  # type: ignore[no-any-return]
+            select(Patient.id).where(Patient.clinic_id == clinic_id)
+        )
+
+    def patient_clause(self, patient_id: int) -> ColumnElement[bool]:
+        """Rows in one patient's compartment."""
+        return self.model.patient_id == patient_id  # type: ignore[no-any-return]
+
+    def patients_clause(self, patient_ids: Any) -> ColumnElement[bool]:
+        """Rows in the compartments of the patients a subquery selects."""
+        return self.model.patient_id.in_(patient_ids)  # type: ignore[no-any-return]
+
+    def create(self, ctx: Context, resource: Resource) -> Any:
+        raise NotAllowed(f"{self.type_name} cannot be created through this server")
+
+    def update(self, ctx: Context, row: Any, resource: Resource) -> Any:
+        raise NotAllowed(f"{self.type_name} cannot be updated through this server")
+
+    def identifier_clause(
+        self, system: str | None, value: str | None
+    ) -> ColumnElement[bool] | None:
+        """A clause for identifiers stored on the row itself (MRN, NPI); None when none."""
+        return None
+
+    # -- shared machinery ---------------------------------------------------------------
+
+    @property
+    def table_name(self) -> str:
+        return str(self.model.__tablename__)
+
+    def last_updated_expr(self) -> Any:
+        """``meta.lastUpdated`` in SQL: the version row, else the row's own timestamp."""
+        # An alias, so the subquery never correlates with a join on the version table.
+        version = cast(Table, ResourceVersion.__table__).alias("fhir_version_lu").c
+        fallback = self.updated_column()
+        latest = (
+            select(version.last_updated)
+            .where(version.table_name == self.table_name, version.row_id == self.model.id)
+            .correlate(self.model)
+            .scalar_subquery()
+        )
+        if fallback is None:
+            return func.coalesce(latest, literal(None, UTCDateTime()), type_=UTCDateTime())
+        return func.coalesce(latest, fallback, type_=UTCDateTime())
+
+    def version_join(self) -> tuple[Any, ColumnElement[bool]]:
+        version = ResourceVersion.__table__
+        on = and_(version.c.table_name == self.table_name, version.c.row_id == self.model.id)
+        return version, on
+
+    def scope_clause(self, principal: Principal) -> ColumnElement[bool]:
+        """Rows ``principal`` may see of this type (their clinic, or their compartment)."""
+        if principal.role == "patient":
+            if self.in_patient_compartment:
+                # A patient login always has its record (a CHECK constraint); -1 matches nothing.
+                return self.patient_clause(principal.patient_id or -1)
+        return self.clinic_clause(principal.clinic_id)
+
+
+def identifiers_for(
+    session: Session, type_name: str, ids: Sequence[int]
+) -> Mapping[int, tuple[tuple[str, str], ...]]:
+    """Imported identifiers of many rows of one type, in one query."""
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(ExternalIdentifier.resource_id, ExternalIdentifier.system, ExternalIdentifier.value)
+        .where(
+            ExternalIdentifier.resource_type == type_name,
+            ExternalIdentifier.resource_id.in_(ids),
+        )
+        .order_by(ExternalIdentifier.id)
+    ).all()
+    found: dict[int, list[tuple[str, str]]] = {}
+    for resource_id, system, value in rows:
+        found.setdefault(resource_id, []).append((system, value))
+    return {k: tuple(v) for k, v in found.items()}
+
+
+def identifier_list(meta: Meta) -> list[dict[str, str]]:
+    return [{"system": s, "value": v} for s, v in meta.identifiers]
+
+
+# -- reading resources sent to us -------------------------------------------------------------
+
+
+def require_field(resource: Resource, path: str) -> Any:
+    """The value at a top-level ``path``; Unprocessable naming it when absent."""
+    value = resource.get(path)
+    if value in (None, "", [], {}):
+        raise Unprocessable(
+            f"{resource.get('resourceType')}.{path} is required by prolo",
+            expression=[f"{resource.get('resourceType')}.{path}"],
+        )
+    return value
+
+
+def referenced_id(ctx: Context, reference: Any, target: str, *, path: str) -> int:
+    """The row id a Reference points at: ``Type/id``, an absolute URL, or a Bundle's urn:uuid."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        raise Unprocessable(f"{path} must be a reference to a {target}", expression=[path])
+    text: str = reference["reference"]
+    if text in ctx.resolved:
+        text = ctx.resolved[text]
+    elif "?" in text and ctx.resolve_conditional is not None:
+        found = ctx.resolve_conditional(text)
+        if found is None:
+            raise Unprocessable(f"{path}: no {target} matches {text}", expression=[path])
+        text = found
+    elif ctx.foreign_ids:
+        raise Unprocessable(
+            f"{path} refers to {text}, which was not imported (yet)", expression=[path]
+        )
+    if text.startswith("urn:"):
+        raise Unprocessable(
+            f"{path} refers to {text}, which is not in this Bundle", expression=[path]
+        )
+    parts = text.rstrip("/").split("/")
+    if len(parts) < 2 or parts[-2] != target or not parts[-1].isdigit() or len(parts[-1]) > 10:
+        raise Unprocessable(f"{path} must refer to a {target} on this server", expression=[path])
+    return int(parts[-1])
+
+
+def optional_reference(ctx: Context, resource: Resource, key: str, target: str) -> int | None:
+    value = resource.get(key)
+    if value is None:
+        return None
+    return referenced_id(ctx, value, target, path=f"{resource['resourceType']}.{key}")
+
+
+def fhir_date(value: Any, *, path: str) -> dt.date | None:
+    """A FHIR date or dateTime string as a date (None when absent)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) < 10:
+        raise Unprocessable(f"{path} must be a full date (YYYY-MM-DD)", expression=[path])
+    try:
+        return dt.date.fromisoformat(value[:10])
+    except ValueError:
+        raise InvalidResource(f"{path}: {value!r} is not a date", expression=[path]) from None
+
+
+def fhir_datetime(value: Any, *, path: str) -> dt.datetime | None:
+    """A FHIR dateTime/instant with a zone as an aware datetime (None when absent)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidResource(f"{path} must be a dateTime", expression=[path])
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidResource(f"{path}: {value!r} is not a dateTime", expression=[path]) from None
+    if parsed.tzinfo is None:
+        raise Unprocessable(f"{path} needs a time zone", expression=[path])
+    return parsed.astimezone(dt.UTC)
+
+
+def first_coding(concept: Any, system: str) -> dict[str, Any] | None:
+    """The first coding of ``system`` in a CodeableConcept, or None."""
+    if not isinstance(concept, dict):
+        return None
+    for item in concept.get("coding") or []:
+        if isinstance(item, dict) and item.get("system") == system and item.get("code"):
+            return item
+    return None
+
+
+def concept_text(concept: Any) -> str | None:
+    """A CodeableConcept's text, else its first coding's display."""
+    if not isinstance(concept, dict):
+        return None
+    if isinstance(concept.get("text"), str) and concept["text"].strip():
+        return str(concept["text"]).strip()
+    for item in concept.get("coding") or []:
+        if isinstance(item, dict) and isinstance(item.get("display"), str):
+            return str(item["display"]).strip()
+    return None
+
+
+def pydantic_problem(
+    type_name: str, exc: ValidationError, fields: Mapping[str, str], *, default: str | None = None
+) -> Unprocessable:
+    """A prolo schema's validation error, named by the FHIR element it came from.
+
+    A whole-model check has no field location; its message names the field first
+    ("onset_date must not be ..."), or it is about ``default``.
+    """
+    first = exc.errors(include_url=False)[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    loc = str(first["loc"][0]) if first["loc"] else message.split(" ", 1)[0]
+    element = fields.get(loc, default or type_name)
+    return Unprocessable(f"{element}: {message}", expression=[element])
+
+
+def check_code(value: Any, allowed: Sequence[str], *, path: str) -> None:
+    """CodeInvalid (400) when a code is outside the value set FHIR requires for ``path``."""
+    if value is not None and value not in allowed:
+        raise CodeInvalid(
+            f"{path}: {value!r} is not one of {', '.join(allowed)}", expression=[path]
+        )
+
+
+def check_patient_writable(ctx: Context, patient_id: int, *, path: str) -> Patient:
+    """The patient a written resource belongs to, in the writer's clinic; 422 otherwise."""
+    patient = ctx.session.get(Patient, patient_id)
+    if patient is None or patient.clinic_id != ctx.clinic_id:
+        raise Unprocessable(
+            f"{path} refers to a Patient that does not exist here", expression=[path]
+        )
+    return patient
+
+
+def audit_write(
+    ctx: Context,
+    *,
+    action: str,
+    event: str,
+    entity_type: str,
+    entity_id: object,
+    patient_id: int | None = None,
+) -> None:
+    """The audit row of a write the mapping makes itself (no domain service exists for it)."""
+    audit.record(
+        ctx.session,
+        ctx.principal.actor,
+        action=action,
+        event=event,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        patient_id=patient_id,
+    )

@@ -1,0 +1,215 @@
+"""Condition <-> ``diagnosis`` (the coded problem list).
+
+See: https://hl7.org/fhir/R4/condition.html
+
+- ``code``: one coding, ICD-10-CM (``http://hl7.org/fhir/sid/icd-10-cm``) or SNOMED CT
+  (``http://snomed.info/sct``), with the display;
+- ``clinicalStatus`` from condition-clinical; ``category`` problem-list-item (prolo's
+  diagnoses are the chart's problem list); ``bodySite`` as text; ``onsetDateTime``
+  the onset date; ``recordedDate``;
+- the knowledge-base entry the code matched is an extension
+  (``.../StructureDefinition/knowledge-condition``, the condition id).
+
+Creates go through :func:`prolo.patients.service.add_diagnosis` (billable ICD-10-CM
+codes only; SNOMED CT needs a display). No domain service updates a diagnosis yet, so
+an update is written here, validated by the same schema and audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, and_, false
+
+from prolo.codes import icd10cm_display
+from prolo.fhir import codes
+from prolo.fhir.errors import Unprocessable
+from prolo.fhir.resources.base import (
+    Context,
+    Meta,
+    Resource,
+    TableMapping,
+    audit_write,
+    check_patient_writable,
+    concept_text,
+    fhir_date,
+    first_coding,
+    identifier_list,
+    instant,
+    put,
+    pydantic_problem,
+    ref,
+    referenced_id,
+)
+from prolo.fhir.search import (
+    Param,
+    date_param,
+    reference_param,
+    split_token,
+)
+from prolo.patients import service as patients
+from prolo.patients.models import Diagnosis
+from prolo.patients.schemas import DiagnosisIn
+
+SYSTEMS = {"icd10cm": codes.ICD10CM, "snomed": codes.SNOMED}
+PROBLEM_LIST = codes.concept(codes.CONDITION_CATEGORY, "problem-list-item", "Problem List Item")
+_FIELDS = {
+    "code": "Condition.code",
+    "code_system": "Condition.code",
+    "display": "Condition.code",
+    "onset_date": "Condition.onsetDateTime",
+    "body_site": "Condition.bodySite",
+    "clinical_status": "Condition.clinicalStatus",
+}
+
+
+def _code_clause(value: str, modifier: str | None) -> ColumnElement[bool]:
+    system, code = split_token(value)
+    by_system = {v: k for k, v in SYSTEMS.items()}
+    if system and system not in by_system:
+        return false()
+    clauses = []
+    if system:
+        clauses.append(Diagnosis.code_system == by_system[system])
+    if code:
+        clauses.append(
+            Diagnosis.code == code.upper() if system != codes.SNOMED else Diagnosis.code == code
+        )
+    clause = and_(*clauses) if clauses else Diagnosis.id.is_not(None)
+    return ~clause if modifier == "not" else clause
+
+
+def _status_clause(value: str, modifier: str | None) -> ColumnElement[bool]:
+    _system, code = split_token(value)
+    stored = codes.CONDITION_STATUSES.get(code or "")
+    clause = Diagnosis.clinical_status == stored if stored else false()
+    return ~clause if modifier == "not" else clause
+
+
+class ConditionMapping(TableMapping):
+    type_name = "Condition"
+    model = Diagnosis
+    documentation = "A coded diagnosis on the problem list (ICD-10-CM or SNOMED CT)."
+
+    def search_params(self) -> Sequence[Param]:
+        return (
+            reference_param("patient", Diagnosis.patient_id, "Patient", "Who has the condition"),
+            reference_param("subject", Diagnosis.patient_id, "Patient", "Who has the condition"),
+            Param("code", "token", _code_clause, "ICD-10-CM or SNOMED CT code"),
+            Param("clinical-status", "token", _status_clause, "active | inactive | resolved ..."),
+            date_param("onset-date", Diagnosis.onset_date, "Date of onset"),
+            date_param("recorded-date", Diagnosis.recorded_at, "When it was recorded"),
+        )
+
+    def updated_column(self) -> Any:
+        return Diagnosis.recorded_at
+
+    def to_fhir(self, row: Any, meta: Meta) -> Resource:
+        resource: Resource = {
+            "resourceType": "Condition",
+            "id": str(row.id),
+            "meta": meta.as_fhir(),
+        }
+        put(resource, "identifier", identifier_list(meta))
+        if row.condition_id:
+            resource["extension"] = [
+                {"url": codes.PROLO_CONDITION_EXT, "valueString": row.condition_id}
+            ]
+        resource["clinicalStatus"] = codes.concept(codes.CONDITION_CLINICAL, row.clinical_status)
+        resource["category"] = [PROBLEM_LIST]
+        resource["code"] = {
+            "coding": [codes.coding(SYSTEMS[row.code_system], row.code, row.display)],
+            "text": row.display,
+        }
+        if row.body_site:
+            resource["bodySite"] = [{"text": row.body_site}]
+        resource["subject"] = ref("Patient", row.patient_id)
+        if row.onset_date:
+            resource["onsetDateTime"] = row.onset_date.isoformat()
+        resource["recordedDate"] = instant(row.recorded_at)
+        return resource
+
+    def _values(self, ctx: Context, resource: Resource) -> tuple[int, DiagnosisIn]:
+        patient_id = referenced_id(
+            ctx, resource.get("subject"), "Patient", path="Condition.subject"
+        )
+        check_patient_writable(ctx, patient_id, path="Condition.subject")
+        concept = resource.get("code")
+        icd = first_coding(concept, codes.ICD10CM)
+        snomed = first_coding(concept, codes.SNOMED)
+        if icd is not None:
+            system, code = "icd10cm", str(icd["code"])
+            display = icd.get("display") or None
+        elif snomed is not None:
+            system, code = "snomed", str(snomed["code"])
+            display = snomed.get("display") or concept_text(concept)
+        else:
+            raise Unprocessable(
+                "Condition.code needs an ICD-10-CM or SNOMED CT coding",
+                expression=["Condition.code"],
+            )
+        status_code = first_coding(resource.get("clinicalStatus"), codes.CONDITION_CLINICAL)
+        status = "active"
+        if status_code is not None:
+            status = codes.CONDITION_STATUSES.get(str(status_code["code"]), "")
+            if not status:
+                raise Unprocessable(
+                    "Condition.clinicalStatus is not a condition-clinical code",
+                    expression=["Condition.clinicalStatus"],
+                )
+        elif resource.get("abatementDateTime") or resource.get("abatementPeriod"):
+            status = "resolved"
+        onset = resource.get("onsetDateTime") or (resource.get("onsetPeriod") or {}).get("start")
+        sites = [s for s in resource.get("bodySite") or [] if isinstance(s, dict)]
+        values = {
+            "code_system": system,
+            "code": code,
+            "display": display if system == "snomed" else None,
+            "body_site": concept_text(sites[0]) if sites else None,
+            "onset_date": fhir_date(onset, path="Condition.onsetDateTime"),
+            "clinical_status": status,
+        }
+        try:
+            return patient_id, DiagnosisIn(**values)
+        except ValidationError as exc:
+            raise pydantic_problem("Condition", exc, _FIELDS, default="Condition.code") from None
+
+    def create(self, ctx: Context, resource: Resource) -> Any:
+        patient_id, data = self._values(ctx, resource)
+        return patients.add_diagnosis(
+            session=ctx.session, principal=ctx.principal, patient_id=patient_id, data=data
+        )
+
+    def update(self, ctx: Context, row: Any, resource: Resource) -> Any:
+        from prolo.knowledge.loader import conditions_for_icd10
+
+        patient_id, data = self._values(ctx, resource)
+        if patient_id != row.patient_id:
+            raise Unprocessable(
+                "Condition.subject cannot move to another patient", expression=["Condition.subject"]
+            )
+        display = data.display or (
+            icd10cm_display(data.code) if data.code_system == "icd10cm" else row.display
+        )
+        matches = conditions_for_icd10(data.code) if data.code_system == "icd10cm" else []
+        row.code_system = data.code_system
+        row.code = data.code
+        row.display = display
+        row.body_site = data.body_site
+        row.onset_date = data.onset_date
+        row.clinical_status = data.clinical_status
+        row.condition_id = matches[0].id if matches else None
+        audit_write(
+            ctx,
+            action="U",
+            event="diagnosis.update",
+            entity_type="Condition",
+            entity_id=row.id,
+            patient_id=row.patient_id,
+        )
+        return row
+
+
+MAPPING = ConditionMapping()

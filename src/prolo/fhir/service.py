@@ -1,0 +1,482 @@
+"""The FHIR interactions as use cases: read, search, create, update. Each runs in the
+caller's transaction, checks access, and writes its audit row there.
+
+Reads build plain dicts from the domain rows; writes go through the mapping, which
+calls the owning domain's service where one exists (and that service audits), or
+writes and audits itself. Structure is checked with the ``fhir.resources`` R4B
+models on the REST write path only: that is where a client's mistake must be named
+precisely, and it costs a fraction of a millisecond per resource.
+
+See: https://hl7.org/fhir/R4/http.html
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from prolo.errors import AccessDenied, Conflict, Forbidden
+from prolo.fhir import codes
+from prolo.fhir.errors import (
+    InvalidResource,
+    MultipleMatches,
+    NotAllowed,
+    PreconditionFailed,
+    UnknownType,
+    operation_outcome,
+)
+from prolo.fhir.models import ExternalIdentifier
+from prolo.fhir.resources import REGISTRY, Mapping
+from prolo.fhir.resources.base import (
+    CREATE,
+    READ,
+    SEARCH,
+    UPDATE,
+    Context,
+    Meta,
+    Resource,
+    TableMapping,
+    identifiers_for,
+)
+from prolo.fhir.search import SearchQuery, parse_search
+from prolo.security import audit
+from prolo.security.principal import Principal
+
+
+def mapping_for(type_name: str) -> Mapping:
+    """The mapping of a resource type; UnknownType (404) when the server does not serve it."""
+    found = REGISTRY.get(type_name)
+    if found is None:
+        raise UnknownType(f"this server does not serve {type_name!r} resources")
+    return found
+
+
+def validate_structure(resource: Any, type_name: str | None = None) -> Resource:
+    """Check a resource against FHIR's structure rules (R4B models).
+
+    Raises InvalidResource naming the first element that breaks them.
+    """
+    from fhir.resources.R4B import get_fhir_model_class
+
+    if not isinstance(resource, dict):
+        raise InvalidResource("the body must be a JSON object (a FHIR resource)")
+    kind = resource.get("resourceType")
+    if not isinstance(kind, str):
+        raise InvalidResource("resourceType is missing", expression=["resourceType"])
+    if type_name is not None and kind != type_name:
+        raise InvalidResource(
+            f"the body is a {kind}, but the URL names {type_name}", expression=["resourceType"]
+        )
+    mapping_for(kind)
+    try:
+        get_fhir_model_class(kind).model_validate(resource)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = errors[0]
+        path = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        message = str(first["msg"]).removeprefix("Value error, ")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise InvalidResource(
+            f"{kind}.{path}: {message}{more}" if path else f"{kind}: {message}{more}",
+            expression=[f"{kind}.{path}" if path else kind],
+        ) from None
+    return resource
+
+
+def _row_id(text: str) -> int | None:
+    return int(text) if text.isdigit() and len(text) <= 10 else None
+
+
+def _select_rows(mapping: TableMapping) -> Any:
+    version, on = mapping.version_join()
+    fallback = mapping.updated_column()
+    last = (
+        func.coalesce(version.c.last_updated, fallback)
+        if fallback is not None
+        else version.c.last_updated
+    )
+    return select(mapping.model, version.c.version, last.label("last_updated")).outerjoin(
+        version, on
+    )
+
+
+def _meta(row: Any, version: int | None, last: Any, ids: Sequence[tuple[str, str]] = ()) -> Meta:
+    return Meta(version=version or 1, last_updated=last, identifiers=tuple(ids))
+
+
+def load(ctx: Context, mapping: TableMapping, resource_id: str) -> tuple[Any, Meta]:
+    """The row behind ``Type/id`` and its meta, if the principal may see it.
+
+    AccessDenied (404, audited) when it is absent or out of the principal's scope.
+    """
+    row_id = _row_id(resource_id)
+    found = None
+    if row_id is not None:
+        found = ctx.session.execute(
+            _select_rows(mapping).where(
+                mapping.model.id == row_id, mapping.scope_clause(ctx.principal)
+            )
+        ).first()
+    if found is None:
+        raise AccessDenied(
+            f"no such {mapping.type_name}", entity_type=mapping.type_name, entity_id=resource_id
+        )
+    row, version, last = found
+    ids = identifiers_for(ctx.session, mapping.type_name, [row.id]).get(row.id, ())
+    return row, _meta(row, version, last, ids)
+
+
+def read(ctx: Context, type_name: str, resource_id: str) -> Resource:
+    """``GET [base]/Type/id``: the resource, audited as a read."""
+    mapping = mapping_for(type_name)
+    mapping.require(READ)
+    mapping.check_reader(ctx.principal)
+    if not isinstance(mapping, TableMapping):
+        resource = mapping.read(ctx, resource_id)
+        audit.record(
+            ctx.session,
+            ctx.principal.actor,
+            action="R",
+            event="fhir.read",
+            entity_type=type_name,
+            entity_id=resource_id,
+        )
+        return resource
+    row, meta = load(ctx, mapping, resource_id)
+    audit.record(
+        ctx.session,
+        ctx.principal.actor,
+        action="R",
+        event="fhir.read",
+        entity_type=type_name,
+        entity_id=row.id,
+        patient_id=mapping.patient_of(row),
+    )
+    return mapping.to_fhir(row, meta)
+
+
+def search(
+    ctx: Context,
+    type_name: str,
+    items: Sequence[tuple[str, str]],
+    *,
+    strict: bool = False,
+) -> Resource:
+    """``GET [base]/Type?params``: a searchset Bundle with total and paging links."""
+    mapping = mapping_for(type_name)
+    mapping.require(SEARCH)
+    mapping.check_reader(ctx.principal)
+    included: list[Resource] = []
+    if isinstance(mapping, TableMapping):
+        query = parse_search(
+            type_name, mapping.params, items, strict=strict, includable=mapping.includable
+        )
+        matches, total, rows = _search_rows(ctx, mapping, query)
+        patients = {mapping.patient_of(r) for r in rows}
+        included = _includes(ctx, mapping, query, rows)
+    else:
+        matches, total, query = mapping.search(ctx, items, strict=strict)
+        patients = {None}
+    audit.record(
+        ctx.session,
+        ctx.principal.actor,
+        action="R",
+        event="fhir.search",
+        entity_type=type_name,
+        patient_id=next(iter(patients)) if len(patients) == 1 else None,
+        detail=f"{len(matches)} of {total} shown, {len(included)} included",
+    )
+    return searchset(ctx.base_url, type_name, query, matches, included, total)
+
+
+def _search_rows(
+    ctx: Context, mapping: TableMapping, query: SearchQuery
+) -> tuple[list[Resource], int, list[Any]]:
+    where = [mapping.scope_clause(ctx.principal), *query.clauses]
+    total = ctx.session.scalar(select(func.count()).select_from(mapping.model).where(*where)) or 0
+    if query.summary_count or query.count == 0:
+        return [], total, []
+    order = []
+    for name, descending in query.sort:
+        column = mapping.model.id if name == "_id" else mapping.last_updated_expr()
+        order.append(column.desc() if descending else column.asc())
+    order.append(mapping.model.id.asc())
+    found = ctx.session.execute(
+        _select_rows(mapping).where(*where).order_by(*order).limit(query.count).offset(query.offset)
+    ).all()
+    rows = [r[0] for r in found]
+    ids = identifiers_for(ctx.session, mapping.type_name, [r.id for r in rows])
+    resources = [
+        mapping.to_fhir(row, _meta(row, version, last, ids.get(row.id, ())))
+        for row, version, last in found
+    ]
+    return resources, total, rows
+
+
+def _includes(
+    ctx: Context, mapping: TableMapping, query: SearchQuery, rows: Sequence[Any]
+) -> list[Resource]:
+    """Resources the ``_include`` parameters name, that the principal may read."""
+    found: list[Resource] = []
+    seen: set[tuple[str, str]] = set()
+    for _source, param_name in query.includes:
+        param = mapping.params[param_name]
+        target = REGISTRY.get(param.target or "")
+        if param.column is None or not isinstance(target, TableMapping):
+            continue
+        if ctx.principal.role not in target.readers:
+            continue
+        attribute = param.column.key
+        wanted = sorted({getattr(r, attribute) for r in rows if getattr(r, attribute) is not None})
+        wanted = [w for w in wanted if (target.type_name, str(w)) not in seen]
+        if not wanted:
+            continue
+        result = ctx.session.execute(
+            _select_rows(target).where(
+                target.model.id.in_(wanted), target.scope_clause(ctx.principal)
+            )
+        ).all()
+        ids = identifiers_for(ctx.session, target.type_name, [r[0].id for r in result])
+        for row, version, last in result:
+            seen.add((target.type_name, str(row.id)))
+            found.append(target.to_fhir(row, _meta(row, version, last, ids.get(row.id, ()))))
+    return found
+
+
+def searchset(
+    base_url: str,
+    type_name: str,
+    query: SearchQuery,
+    matches: Sequence[Resource],
+    included: Sequence[Resource],
+    total: int,
+) -> Resource:
+    """A searchset Bundle with ``self``/``first``/``previous``/``next``/``last`` links.
+
+    See: https://hl7.org/fhir/R4/bundle.html#searchset and https://hl7.org/fhir/R4/http.html#paging
+    """
+
+    def link(relation: str, offset: int) -> dict[str, str]:
+        params = [*query.applied, ("_count", str(query.count)), ("_offset", str(offset))]
+        return {"relation": relation, "url": f"{base_url}/{type_name}?{urlencode(params)}"}
+
+    links = [link("self", query.offset)]
+    if not query.summary_count and query.count > 0:
+        links.append(link("first", 0))
+        if query.offset > 0:
+            links.append(link("previous", max(0, query.offset - query.count)))
+        if query.offset + query.count < total:
+            links.append(link("next", query.offset + query.count))
+        last_page = ((max(total, 1) - 1) // query.count) * query.count
+        links.append(link("last", last_page))
+    entries: list[Resource] = [
+        {
+            "fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "search": {"mode": "match"},
+        }
+        for r in matches
+    ]
+    entries.extend(
+        {
+            "fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "search": {"mode": "include"},
+        }
+        for r in included
+    )
+    if query.ignored:
+        entries.append(
+            {
+                "resource": operation_outcome(
+                    "ignored search parameters: " + ", ".join(sorted(set(query.ignored))),
+                    code="not-supported",
+                    severity="warning",
+                ),
+                "search": {"mode": "outcome"},
+            }
+        )
+    bundle: Resource = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "link": links,
+    }
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+# -- writes -------------------------------------------------------------------------------
+
+
+def conditional_matches(ctx: Context, mapping: Mapping, criteria: str) -> list[Any]:
+    """Rows matching an ``If-None-Exist`` query (``identifier=system|value`` and friends)."""
+    from urllib.parse import parse_qsl
+
+    if not isinstance(mapping, TableMapping):
+        return []
+    items = parse_qsl(criteria.removeprefix("?").split("?", 1)[-1], keep_blank_values=True)
+    if not items:
+        raise InvalidResource("the conditional-create criteria are empty")
+    query = parse_search(
+        mapping.type_name, mapping.params, items, strict=True, includable=lambda _p: False
+    )
+    return list(
+        ctx.session.scalars(
+            select(mapping.model)
+            .where(mapping.scope_clause(ctx.principal), *query.clauses)
+            .order_by(mapping.model.id)
+            .limit(2)
+        ).all()
+    )
+
+
+def remember_identifiers(
+    ctx: Context, type_name: str, row_id: int, pairs: Sequence[tuple[str, str]]
+) -> None:
+    """Keep the identifiers a resource arrived with (for conditional create and re-import)."""
+    own_mrn = codes.mrn_system(ctx.clinic_id)
+    for system, value in pairs:
+        if not system or not value or system == own_mrn or system == codes.NPI:
+            continue
+        exists = ctx.session.scalar(
+            select(ExternalIdentifier.resource_id).where(
+                ExternalIdentifier.clinic_id == ctx.clinic_id,
+                ExternalIdentifier.resource_type == type_name,
+                ExternalIdentifier.system == system[:255],
+                ExternalIdentifier.value == value[:255],
+            )
+        )
+        if exists is None:
+            ctx.session.add(
+                ExternalIdentifier(
+                    clinic_id=ctx.clinic_id,
+                    resource_type=type_name,
+                    resource_id=row_id,
+                    system=system[:255],
+                    value=value[:255],
+                )
+            )
+        elif exists != row_id:
+            raise Conflict(
+                f"the identifier {system}|{value} already belongs to {type_name}/{exists}"
+            )
+
+
+def identifier_pairs(resource: Resource) -> list[tuple[str, str]]:
+    idents = resource.get("identifier")
+    if isinstance(idents, dict):  # QuestionnaireResponse.identifier is a single Identifier
+        idents = [idents]
+    return [
+        (str(i["system"]), str(i["value"]))
+        for i in idents or []
+        if isinstance(i, dict) and i.get("system") and i.get("value")
+    ]
+
+
+def create(
+    ctx: Context,
+    resource: Resource,
+    *,
+    type_name: str | None = None,
+    if_none_exist: str | None = None,
+    validate: bool = True,
+    source_identifiers: Sequence[tuple[str, str]] = (),
+) -> tuple[int, Resource]:
+    """``POST [base]/Type``: (201, created), or (200, existing) when a conditional create matches.
+
+    Several matches are a 412. The write is audited by the domain service or the mapping.
+    """
+    kind = type_name or (resource.get("resourceType") if isinstance(resource, dict) else None)
+    mapping = mapping_for(str(kind))
+    mapping.require(CREATE)
+    mapping.check_writer(ctx.principal)
+    if validate:
+        validate_structure(resource, type_name)
+    if not isinstance(mapping, TableMapping):
+        raise NotAllowed(f"{mapping.type_name} cannot be created through this server")
+    if if_none_exist:
+        matches = conditional_matches(ctx, mapping, if_none_exist)
+        if len(matches) > 1:
+            raise MultipleMatches(
+                f"the conditional create criteria match more than one {mapping.type_name}"
+            )
+        if matches:
+            row, meta = load(ctx, mapping, str(matches[0].id))
+            return 200, mapping.to_fhir(row, meta)
+    try:
+        with ctx.session.begin_nested():
+            row = mapping.create(ctx, resource)
+            ctx.session.flush()
+            remember_identifiers(
+                ctx, mapping.type_name, row.id, [*identifier_pairs(resource), *source_identifiers]
+            )
+            ctx.session.flush()
+    except IntegrityError as exc:
+        raise Conflict(
+            f"the database refused this {mapping.type_name}: {_constraint(exc)}"
+        ) from None
+    row, meta = load(ctx, mapping, str(row.id))
+    return 201, mapping.to_fhir(row, meta)
+
+
+def update(
+    ctx: Context,
+    type_name: str,
+    resource_id: str,
+    resource: Resource,
+    *,
+    if_match: str | None = None,
+    validate: bool = True,
+) -> Resource:
+    """``PUT [base]/Type/id``: replace the row's mapped fields; 412 when If-Match is stale."""
+    mapping = mapping_for(type_name)
+    mapping.require(UPDATE)
+    mapping.check_writer(ctx.principal)
+    if validate:
+        validate_structure(resource, type_name)
+    if resource.get("id") != resource_id:
+        raise InvalidResource(
+            "the resource's id must equal the id in the URL", expression=[f"{type_name}.id"]
+        )
+    if not isinstance(mapping, TableMapping):
+        raise NotAllowed(f"{type_name} cannot be updated through this server")
+    row, meta = load(ctx, mapping, resource_id)
+    if if_match is not None:
+        wanted = if_match.strip().removeprefix("W/").strip('"')
+        if wanted != str(meta.version):
+            raise PreconditionFailed(
+                f"{type_name}/{resource_id} is at version {meta.version}, not {wanted}"
+            )
+    try:
+        with ctx.session.begin_nested():
+            mapping.update(ctx, row, resource)
+            ctx.session.flush()
+            remember_identifiers(ctx, type_name, row.id, identifier_pairs(resource))
+            ctx.session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"the database refused this {type_name}: {_constraint(exc)}") from None
+    row, meta = load(ctx, mapping, resource_id)
+    return mapping.to_fhir(row, meta)
+
+
+def _constraint(exc: IntegrityError) -> str:
+    """The violated rule without values (values may be health data)."""
+    text = str(exc.orig).splitlines()[0] if exc.orig else "constraint"
+    for marker in ("UNIQUE", "unique", "CHECK", "check", "FOREIGN KEY", "foreign key"):
+        if marker in text:
+            return f"{marker.lower()} constraint"
+    return "constraint"
+
+
+def principal_context(session: Session, principal: Principal, base_url: str) -> Context:
+    if principal.role == "researcher":
+        raise Forbidden("researchers see de-identified data only, not FHIR resources")
+    return Context(session=session, principal=principal, base_url=base_url)
