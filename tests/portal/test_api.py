@@ -370,7 +370,9 @@ def test_diary_days_must_be_within_the_week_after_the_patients_own_session(
     old = make_session(session, clinic, patient, utcnow() - dt.timedelta(days=12))
     closed = client.post(url, json=diary_body(old.id, 7), headers=headers)
     assert closed.status_code == 409
-    consult = make_session(session, clinic, patient, appt.starts_at, kind="consultation")
+    consult = make_session(
+        session, clinic, patient, appt.starts_at + dt.timedelta(hours=2), kind="consultation"
+    )
     assert client.post(url, json=diary_body(consult.id, 1), headers=headers).status_code == 404
 
 
