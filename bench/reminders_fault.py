@@ -160,7 +160,9 @@ def worker_process(url: str, port: int, lease: float) -> None:
         env="test", database_url=url, smtp_port=port, mail_from=MAIL_FROM, log_level="WARNING"
     )
     engine = create_db_engine(settings)
-    config = WorkerConfig(lease=dt.timedelta(seconds=lease), batch=3, poll_seconds=0.05)
+    config = WorkerConfig(
+        lease=dt.timedelta(seconds=lease), batch=3, poll_seconds=0.05, sweep_seconds=0
+    )
     Worker(make_sessionmaker(engine), settings=settings, config=config).run(threading.Event())
 
 
@@ -199,7 +201,7 @@ def _start_cli_worker(url: str, port: int, lease: float) -> subprocess.Popen[byt
         "PROLO_LOG_LEVEL": "WARNING",
     }
     args = [sys.executable, "-c", WORKER, "worker", "--lease-seconds", str(lease)]
-    args += ["--poll-seconds", "0.05", "--batch", "3"]
+    args += ["--poll-seconds", "0.05", "--batch", "3", "--sweep-seconds", "0"]
     return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

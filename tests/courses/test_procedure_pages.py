@@ -167,6 +167,7 @@ def test_a_wrong_form_shows_errors_beside_the_fields_and_saves_nothing(
         data=_form(s, csrf, **{"injectate.total_volume_ml": "9"}),
     )
     assert r.status_code == 422 and "add up to 6.5 mL but the total volume is 9 mL" in r.text
+    assert 'id="f-injectate.total_volume_ml-error"' in r.text
     assert _count(session) == before
     # A refused form keeps what was typed.
     assert 'value="9"' in r.text and "Felt faint" in r.text

@@ -251,3 +251,90 @@ def test_a_questionnaire_reminder_arrives_without_naming_the_instruments(
     assert "http://127.0.0.1:8000/portal" in text
     assert "womac" not in text.lower() and "pgic" not in text.lower()
     assert list(msg.iter_attachments()) == []
+
+
+def _course_with_a_session(session: Session, visit_starts: dt.datetime):  # type: ignore[no-untyped-def]
+    from prolo.courses.models import TreatmentCourse
+
+    visit = book(session, starts_at=visit_starts)
+    course = TreatmentCourse(
+        clinic_id=visit.clinic.id,
+        patient_id=visit.patient.id,
+        condition_id="knee-osteoarthritis",
+        status="planned",
+        planned_sessions=3,
+        interval_weeks_min=4,
+        interval_weeks_max=4,
+        injectate="dextrose (test)",
+        created_at=NOW - dt.timedelta(days=2),
+    )
+    session.add(course)
+    session.flush()
+    visit.appointment.course_id = course.id
+    session.flush()
+    return visit, course
+
+
+def test_the_sweep_enqueues_one_reminder_per_open_window(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    smtp: tuple[Inbox, int],
+    inbox: Inbox,
+) -> None:
+    from prolo.portal.service import open_windows
+
+    visit, course = _course_with_a_session(session, NOW + dt.timedelta(days=3))
+    session.commit()
+    windows = open_windows(session=session, clinic_id=visit.clinic.id, now=NOW)
+    assert [w.timepoint for w in windows] == ["baseline"]
+    worker = _worker(session_factory, settings, smtp[1], NOW)
+    assert worker.sweep() == 1
+    assert worker.sweep() == 0  # the window's reminder exists already
+    jobs = session.scalars(
+        select(OutboxJob).where(OutboxJob.kind == "questionnaire_reminder")
+    ).all()
+    assert [(j.patient_id, j.payload["course_id"], j.payload["timepoint"]) for j in jobs] == [
+        (visit.patient.id, course.id, "baseline")
+    ]
+    assert jobs[0].payload["instruments"] == list(windows[0].instruments)
+    stats = worker.run_once()
+    assert stats.sent >= 1
+    (msg,) = [m for m in inbox.messages if "questionnaire" in str(m["Subject"])]
+    count = len(windows[0].instruments)
+    what = "a short questionnaire" if count == 1 else f"{count} questionnaires"
+    assert f"fill in {what} by" in msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_a_questionnaire_reminder_answered_meanwhile_is_not_sent(
+    session: Session,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    smtp: tuple[Inbox, int],
+    inbox: Inbox,
+) -> None:
+    from prolo.portal.models import QuestionnaireResponse
+
+    visit, course = _course_with_a_session(session, NOW + dt.timedelta(days=3))
+    session.commit()
+    worker = _worker(session_factory, settings, smtp[1], NOW)
+    assert worker.sweep() == 1
+    job = session.scalars(select(OutboxJob).where(OutboxJob.kind == "questionnaire_reminder")).one()
+    for instrument in job.payload["instruments"]:
+        session.add(
+            QuestionnaireResponse(
+                clinic_id=visit.clinic.id,
+                patient_id=visit.patient.id,
+                course_id=course.id,
+                instrument_id=instrument,
+                timepoint="baseline",
+                status="completed",
+                answers={},
+                authored_at=NOW - dt.timedelta(hours=1),
+            )
+        )
+    session.commit()
+    stats = worker.run_once()
+    assert stats.cancelled >= 1
+    assert _job(session, job.id).status == "cancelled"
+    assert not [m for m in inbox.messages if "questionnaire" in str(m["Subject"])]

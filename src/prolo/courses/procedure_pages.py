@@ -74,8 +74,11 @@ def _errors(exc: ValidationError) -> dict[str, str]:
     """Pydantic errors keyed by the form's dotted field names (first message each)."""
     found: dict[str, str] = {}
     for err in exc.errors():
+        message = err["msg"].removeprefix("Value error, ")
         loc = ".".join(str(p) for p in err["loc"]) or "form"
-        found.setdefault(loc, err["msg"].removeprefix("Value error, "))
+        if loc == "form" and "total volume" in message:
+            loc = "injectate.total_volume_ml"  # the record-level check is about this field
+        found.setdefault(loc, message)
     return found
 
 

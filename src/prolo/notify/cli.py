@@ -25,6 +25,10 @@ def worker(
         float, typer.Option(min=0.01, help="pause between polls when nothing is due")
     ] = 5,
     batch: Annotated[int, typer.Option(min=1, max=1000, help="jobs claimed at a time")] = 10,
+    sweep_seconds: Annotated[
+        float,
+        typer.Option(min=0, help="how often to enqueue questionnaire reminders (0: never)"),
+    ] = 900,
 ) -> None:
     """Send due reminders (email with iCalendar) from the outbox; safe to run several."""
     # Imported here, not from prolo.cli: a worker starts without loading every domain.
@@ -46,13 +50,18 @@ def worker(
     except DatabaseNotReady as exc:
         raise _fail(str(exc)) from None
     config = WorkerConfig(
-        lease=dt.timedelta(seconds=lease_seconds), batch=batch, poll_seconds=poll_seconds
+        lease=dt.timedelta(seconds=lease_seconds),
+        batch=batch,
+        poll_seconds=poll_seconds,
+        sweep_seconds=sweep_seconds,
     )
     runner = Worker(make_sessionmaker(engine), settings=settings, config=config)
     if once:
+        added = runner.sweep() if sweep_seconds else 0
         stats = runner.run_once()
         typer.echo(
-            f"claimed {stats.claimed}, sent {stats.sent}, skipped {stats.skipped}, "
+            f"questionnaire reminders enqueued {added}; claimed {stats.claimed}, "
+            f"sent {stats.sent}, skipped {stats.skipped}, "
             f"cancelled {stats.cancelled}, retry later {stats.retried}, failed {stats.failed}"
         )
         engine.dispose()

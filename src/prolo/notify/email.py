@@ -65,7 +65,7 @@ class QuestionnaireReminder:
     clinic_name: str
     clinic_zone: str
     count: int
-    due_by: dt.datetime
+    due_by: dt.datetime | None
     portal_url: str
 
 
@@ -152,11 +152,15 @@ def questionnaire_message(
 ) -> EmailMessage:
     """The reminder that questionnaires are waiting in the portal."""
     what = "a short questionnaire" if reminder.count == 1 else f"{reminder.count} questionnaires"
-    due = reminder.due_by.astimezone(ZoneInfo(reminder.clinic_zone))
+    if reminder.due_by is not None:
+        due = reminder.due_by.astimezone(ZoneInfo(reminder.clinic_zone))
+        when = f"by {due:%A} {due.day} {due:%B %Y}"
+    else:
+        when = "when you can"
     lines = [
         f"Hello {reminder.given_name},",
         "",
-        f"{reminder.clinic_name} asks you to fill in {what} by {due:%A} {due.day} {due:%B %Y}.",
+        f"{reminder.clinic_name} asks you to fill in {what} {when}.",
         "Your answers show your clinician how you are doing.",
         "",
         f"Log in to fill them in: {reminder.portal_url}",

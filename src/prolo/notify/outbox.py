@@ -43,6 +43,11 @@ def _utc_stamp(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def parse_stamp(value: str) -> dt.datetime:
+    """The aware UTC datetime of a stamp written by this module."""
+    return dt.datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+
+
 def appointment_reminder_key(
     appointment_id: int, starts_at: dt.datetime, lead: dt.timedelta
 ) -> str:
@@ -200,7 +205,7 @@ def enqueue_questionnaire_reminder(
     timepoint: str,
     instruments: Sequence[str],
     window_opens: dt.datetime,
-    due_by: dt.datetime,
+    due_by: dt.datetime | None,
     now: dt.datetime | None = None,
 ) -> OutboxJob | None:
     """Enqueue one reminder that questionnaires are due, once per window.
@@ -222,7 +227,8 @@ def enqueue_questionnaire_reminder(
             "course_id": course_id,
             "timepoint": timepoint,
             "instruments": list(instruments),
-            "due_by": _utc_stamp(due_by),
+            "opens_at": _utc_stamp(window_opens),
+            "due_by": _utc_stamp(due_by) if due_by is not None else None,
         },
         status="pending",
         due_at=max(now, window_opens),

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from prolo.clinic.models import Clinic, Practitioner
@@ -43,6 +44,7 @@ from prolo.security import audit
 from prolo.settings import Settings
 
 log = logging.getLogger("prolo.worker")
+SWEEP_LOCK_KEY = 0x70726F6C6F02  # "prolo" + 2: one questionnaire sweep at a time
 Sender = Callable[[EmailMessage], None]
 
 
@@ -55,6 +57,7 @@ class WorkerConfig:
     poll_seconds: float = 5.0
     max_attempts: int = 8
     smtp_timeout: float = 10.0
+    sweep_seconds: float = 900.0  # how often to look for newly open questionnaire windows
 
     def __post_init__(self) -> None:
         if self.lease < dt.timedelta(seconds=1):
@@ -94,6 +97,29 @@ class _Outgoing:
 def default_worker_id() -> str:
     """host:pid:random, so two workers never share a claim name."""
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _answered(session: Session, job: OutboxJob) -> bool:
+    """Whether every instrument of a questionnaire reminder was answered in its window."""
+    from prolo.portal.models import QuestionnaireResponse
+
+    opens = job.payload.get("opens_at")
+    instruments = set(job.payload.get("instruments", []))
+    if not opens or not instruments:
+        return False
+    stmt = select(QuestionnaireResponse.instrument_id).where(
+        QuestionnaireResponse.patient_id == job.patient_id,
+        QuestionnaireResponse.timepoint == job.payload.get("timepoint"),
+        QuestionnaireResponse.status == "completed",
+        QuestionnaireResponse.authored_at >= outbox.parse_stamp(opens),
+    )
+    course_id = job.payload.get("course_id")
+    if course_id is not None:
+        stmt = stmt.where(
+            (QuestionnaireResponse.course_id == course_id)
+            | QuestionnaireResponse.course_id.is_(None)
+        )
+    return instruments <= set(session.scalars(stmt).all())
 
 
 def retry_delay(attempts: int) -> dt.timedelta:
@@ -146,8 +172,14 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Cycle until ``stop`` is set; sleep ``poll_seconds`` when nothing was due."""
         log.info("worker %s started", self.worker_id)
+        next_sweep = self.clock()
         while not stop.is_set():
             try:
+                if self.config.sweep_seconds and self.clock() >= next_sweep:
+                    added = self.sweep()
+                    if added:
+                        log.info("questionnaire sweep enqueued %d reminders", added)
+                    next_sweep = self.clock() + dt.timedelta(seconds=self.config.sweep_seconds)
                 stats = self.run_once()
             except Exception as exc:  # a database outage must not end the worker
                 log.error("worker cycle failed: %s", type(exc).__name__)
@@ -166,6 +198,42 @@ class Worker:
             else:
                 stop.wait(self.config.poll_seconds)
         log.info("worker %s stopped", self.worker_id)
+
+    # -- questionnaire sweep -----------------------------------------------------------
+    def sweep(self) -> int:
+        """Enqueue a reminder for every questionnaire window newly open; returns how many.
+
+        One worker sweeps at a time (PostgreSQL: a transaction-scoped advisory lock that
+        the others skip; SQLite: the write lock), and the idempotency key makes a window's
+        reminder unique even if two sweeps overlapped.
+        """
+        from prolo.portal.service import open_windows
+
+        now = self.clock()
+        added = 0
+        with self.factory() as session, session.begin():
+            self._begin(session)
+            if session.get_bind().dialect.name == "postgresql":
+                got = session.scalar(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SWEEP_LOCK_KEY}
+                )
+                if not got:
+                    return 0
+            for clinic_id in session.scalars(select(Clinic.id).order_by(Clinic.id)).all():
+                for window in open_windows(session=session, clinic_id=clinic_id, now=now):
+                    job = outbox.enqueue_questionnaire_reminder(
+                        session=session,
+                        clinic_id=window.clinic_id,
+                        patient_id=window.patient_id,
+                        course_id=window.course_id,
+                        timepoint=window.timepoint,
+                        instruments=window.instruments,
+                        window_opens=window.opens_at,
+                        due_by=window.due_by,
+                        now=now,
+                    )
+                    added += job is not None
+        return added
 
     # -- steps -------------------------------------------------------------------------
     def _begin(self, session: Session) -> None:
@@ -270,13 +338,16 @@ class Worker:
             )
             entity = ("Appointment", appointment.id)
         else:
+            if _answered(session, job):
+                self._close(session, job, "cancelled", "questionnaires answered meanwhile", now)
+                stats.cancelled += 1
+                return None
             if not patient.email:
                 self._close(session, job, "skipped", "patient has no email address", now)
                 stats.skipped += 1
                 return None
-            due_by = dt.datetime.strptime(job.payload["due_by"], "%Y%m%dT%H%M%SZ").replace(
-                tzinfo=dt.UTC
-            )
+            stamp = job.payload.get("due_by")
+            due_by = outbox.parse_stamp(stamp) if stamp else None
             message = mail.questionnaire_message(
                 mail.QuestionnaireReminder(
                     to=patient.email,
