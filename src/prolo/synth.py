@@ -197,16 +197,29 @@ class _Calendar:
 
 
 class _FreeCalendar(_Calendar):
-    """Registry mode: a weekday morning slot and any room, with no clash search."""
+    """Registry mode: each practitioner works in a room of their own and takes the next
+    free half hour of the day, so nothing clashes without searching a set of every slot
+    (which would not fit in memory for a million patients)."""
+
+    def __init__(self, tz: ZoneInfo, practitioners: Sequence[int], rooms: Sequence[int]) -> None:
+        super().__init__(tz, practitioners, rooms)
+        if len(rooms) < len(practitioners):
+            raise ValueError("registry mode needs a room per practitioner")
+        self.room_of = {p: rooms[i] for i, p in enumerate(practitioners)}
+        self.next_slot: dict[tuple[int, dt.date], int] = {}
 
     def book(
         self, day: dt.date, practitioner: int, patient: int, rng: random.Random
     ) -> tuple[dt.datetime, int]:
-        while day.weekday() >= 5:
+        while True:
+            if day.weekday() < 5:
+                slot = self.next_slot.get((practitioner, day), 0)
+                if slot < 16:
+                    self.next_slot[(practitioner, day)] = slot + 1
+                    start = dt.time(9 + slot // 2, 30 * (slot % 2))
+                    when = dt.datetime.combine(day, start, self.tz).astimezone(dt.UTC)
+                    return when, self.room_of[practitioner]
             day += dt.timedelta(days=1)
-        start = dt.time(9 + rng.randrange(8), 30 * rng.randrange(2))
-        when = dt.datetime.combine(day, start, self.tz).astimezone(dt.UTC)
-        return when, self.rooms[rng.randrange(len(self.rooms))]
 
 
 def _conditions() -> list[tuple[str, str, str, int, int, str]]:
@@ -283,7 +296,8 @@ def generate(
             session.add(pr)
             session.flush()
             practitioner_ids.append(pr.id)
-        for i in range(config.rooms):
+        rooms = config.rooms if config.calendar else max(config.rooms, config.practitioners)
+        for i in range(rooms):
             room = Room(clinic_id=clinic.id, name=f"Treatment room {i + 1}")
             session.add(room)
             session.flush()

@@ -230,3 +230,49 @@ def test_surgery_and_medicine_come_from_the_follow_up_table(
     ] == len(planned)
     baseline = report["medicine"][0]
     assert baseline["recorded"] == sum(1 for f in facts if f.timepoint == "baseline")
+
+
+def test_adverse_events_count_the_newest_signed_record_of_each_session(
+    client: TestClient, session: Session, clinic: Clinic
+) -> None:
+    from prolo.courses.models import Procedure
+    from prolo.db import utcnow
+
+    course = session.scalars(
+        select(TreatmentCourse).where(
+            TreatmentCourse.clinic_id == clinic.id, TreatmentCourse.practitioner_id.is_not(None)
+        )
+    ).first()
+    assert course is not None and course.practitioner_id is not None
+    signer = make_user(session, clinic, "clinician")
+    common = {
+        "clinic_id": clinic.id,
+        "patient_id": course.patient_id,
+        "course_id": course.id,
+        "practitioner_id": course.practitioner_id,
+        "performed_at": utcnow(),
+        "status": "signed",
+        "signed_at": utcnow(),
+        "signed_by_user_id": signer.id,
+    }
+    original = Procedure(**common, details={"adverse_events": [{"kind": "vasovagal"}]})
+    session.add(original)
+    session.flush()
+    amended = Procedure(
+        **common,
+        amends_id=original.id,
+        amendment_reason="wrong kind",
+        details={"adverse_events": [{"kind": "bruising"}, {"kind": "pain_flare"}]},
+    )
+    draft = Procedure(
+        **{**common, "status": "draft", "signed_at": None, "signed_by_user_id": None},
+        details={"adverse_events": [{"kind": "infection"}]},
+    )
+    session.add_all([amended, draft])
+    session.flush()
+    report = client.get(
+        "/api/outcomes/report", headers=_headers(session, clinic, "clinician")
+    ).json()
+    events = report["adverse_events"]
+    assert events["available"] is True
+    assert events["by_kind"] == {"bruising": 1, "pain_flare": 1} and events["total"] == 2

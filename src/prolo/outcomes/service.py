@@ -170,19 +170,28 @@ def _flares(session: Session, clinic_id: int | None) -> pa.Table | None:
 
 
 def _adverse_events(session: Session, clinic_id: int | None) -> pa.Table | None:
-    """Adverse events recorded on procedure records (``details["adverse_events"]``)."""
+    """Adverse events on signed procedure records (``details["adverse_events"][*]["kind"]``).
+
+    A correction is an amendment pointing at the record it corrects; only the newest signed
+    record of each chain counts, so an event is never counted twice. None when the clinic
+    has no signed procedure record at all (the report then says there is no data).
+    """
     rows = session.execute(
-        select(Procedure.course_id, Procedure.details).where(
+        select(Procedure.id, Procedure.amends_id, Procedure.course_id, Procedure.details).where(
             Procedure.course_id.is_not(None),
+            Procedure.status.in_(("signed", "amended")),
             *([Procedure.clinic_id == clinic_id] if clinic_id is not None else []),
         )
     ).all()
     if not rows:
         return None
+    superseded = {amends for _, amends, _, _ in rows if amends is not None}
     events = []
-    for course_id, details in rows:
+    for record_id, _, course_id, details in rows:
+        if record_id in superseded:
+            continue
         for event in (details or {}).get("adverse_events", []) or []:
-            kind = event.get("kind") if isinstance(event, dict) else event
+            kind = event.get("kind") if isinstance(event, dict) else None
             if isinstance(kind, str) and kind:
                 events.append((course_id, kind))
     return _table(events, ADVERSE_EVENT_SCHEMA)
