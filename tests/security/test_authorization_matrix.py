@@ -22,8 +22,16 @@ POLICY_REFUSAL = "your role may not use this"
 MISSING_ID = "2147480000"
 
 
+# A sample value for each path convertor, so the route itself is reached.
+CONVERTOR_SAMPLES = {"chartlist": "diagnoses", "path": "x"}
+
+
 def _path(template: str, ids: dict[str, str]) -> str:
-    return re.sub(r"\{([^}:]+)(:[^}]+)?\}", lambda m: ids.get(m.group(1), MISSING_ID), template)
+    def fill(match: re.Match[str]) -> str:
+        name, convertor = match.group(1), (match.group(2) or ":")[1:]
+        return ids.get(name, CONVERTOR_SAMPLES.get(convertor, MISSING_ID))
+
+    return re.sub(r"\{([^}:]+)(:[^}]+)?\}", fill, template)
 
 
 def _routes(client: TestClient) -> list[tuple[str, str, tuple[str, ...], bool]]:

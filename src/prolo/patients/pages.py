@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 
 from prolo import ui
 from prolo.errors import AppError
@@ -15,6 +16,21 @@ from prolo.patients.models import Patient
 from prolo.patients.schemas import AllergyIn, DiagnosisIn, MedicationIn, PatientIn
 from prolo.security.principal import Principal
 from prolo.web import DbSession, RowId, policy
+
+
+class ChartListConvertor(Convertor[str]):
+    """Matches only the chart's own lists, so other pages under /patients/{id}/ are reachable."""
+
+    regex = "diagnoses|allergies|medications"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("chartlist", ChartListConvertor())
 
 router = APIRouter(include_in_schema=False)
 Staff = Annotated[Principal, policy("admin", "clinician", "front_desk")]
@@ -190,15 +206,11 @@ _ADDERS: dict[str, tuple[type[BaseModel], Any]] = {
 }
 
 
-@router.post("/patients/{patient_id}/{kind}", response_class=HTMLResponse)
+@router.post("/patients/{patient_id}/{kind:chartlist}", response_class=HTMLResponse)
 async def add_chart_entry(
     request: Request, session: DbSession, principal: ChartWriter, patient_id: RowId, kind: str
 ) -> Response:
     """Add a diagnosis, allergy or medication from the chart's inline forms."""
-    if kind not in _ADDERS:
-        from prolo.errors import NotFound
-
-        raise NotFound("no such list")
     values = await _form(request)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     schema, add = _ADDERS[kind]
@@ -230,7 +242,9 @@ async def add_chart_entry(
     return ui.redirect(f"/patients/{patient_id}#{kind}")
 
 
-@router.post("/patients/{patient_id}/{kind}/{entry_id}/delete", response_class=HTMLResponse)
+@router.post(
+    "/patients/{patient_id}/{kind:chartlist}/{entry_id}/delete", response_class=HTMLResponse
+)
 async def remove_chart_entry(
     request: Request,
     session: DbSession,
@@ -240,10 +254,6 @@ async def remove_chart_entry(
     entry_id: RowId,
 ) -> Response:
     singular = {"diagnoses": "diagnosis", "allergies": "allergy", "medications": "medication"}
-    if kind not in singular:
-        from prolo.errors import NotFound
-
-        raise NotFound("no such list")
     values = await _form(request)
     ui.check_csrf(principal, values.get("csrf_token"))
     service.remove_chart_entry(

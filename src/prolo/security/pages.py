@@ -195,4 +195,5 @@ def logout(
         service.end_web_session(session=session, secret=cookie)
     response = ui.redirect("/login")
     response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie("prolo_portal_visit")  # a visit opened from a signed link ends too
     return response
