@@ -276,3 +276,37 @@ def test_adverse_events_count_the_newest_signed_record_of_each_session(
     events = report["adverse_events"]
     assert events["available"] is True
     assert events["by_kind"] == {"bruising": 1, "pain_flare": 1} and events["total"] == 2
+
+
+def test_the_app_answers_other_requests_while_a_report_runs(
+    client: TestClient, session: Session, clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from prolo.outcomes import engine
+
+    started = threading.Event()
+    real = engine.compute
+
+    def slow_compute(*args: object, **kwargs: object) -> object:
+        started.set()
+        time.sleep(1.5)  # a long report, computed in the thread pool
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "compute", slow_compute)
+    headers = _headers(session, clinic, "clinician")
+    result: dict[str, int] = {}
+    worker = threading.Thread(
+        target=lambda: result.update(
+            status=client.get("/api/outcomes/report", headers=headers).status_code
+        )
+    )
+    worker.start()
+    assert started.wait(10)
+    t0 = time.perf_counter()
+    assert client.get("/health").status_code == 200
+    assert time.perf_counter() - t0 < 1.0  # answered while the report was still running
+    assert worker.is_alive()
+    worker.join(30)
+    assert result["status"] == 200
