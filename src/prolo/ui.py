@@ -43,12 +43,26 @@ def nav_for(principal: Principal | None) -> list[tuple[str, str]]:
     if principal is None:
         return [("Conditions", "/conditions"), ("Self-check", "/self-check")]
     if principal.role == "patient":
-        return [("My home", "/portal"), ("Conditions", "/conditions")]
+        return [
+            ("My home", "/portal"),
+            ("Appointments", "/my/appointments"),
+            ("My scores", "/portal/scores"),
+            ("Flare diary", "/portal/diary"),
+            ("Conditions", "/conditions"),
+        ]
     if principal.role == "researcher":
         return [("Research", "/research"), ("Conditions", "/conditions")]
-    links = [("Home", "/home"), ("Patients", "/patients"), ("Conditions", "/conditions")]
-    if principal.role in ("admin", "clinician"):
-        links.append(("Outcomes", "/outcomes"))
+    if principal.role == "front_desk":
+        return [("Home", "/home"), ("Calendar", "/calendar"), ("Patients", "/patients")]
+    links = [
+        ("Home", "/home"),
+        ("Patients", "/patients"),
+        ("Calendar", "/calendar"),
+        ("Courses", "/courses"),
+        ("Outcomes", "/outcomes"),
+        ("Alerts", "/alerts"),
+        ("Conditions", "/conditions"),
+    ]
     if principal.role == "admin":
         links.append(("Admin", "/admin"))
     return links
