@@ -32,7 +32,9 @@ RULES = instrument_rules()
 
 
 def _tables(columns: dict[str, list[Any]], schema: pa.Schema) -> pa.Table:
-    return pa.table({n: pa.array(columns[n], schema.field(n).type) for n in schema.names}, schema=schema)
+    return pa.table(
+        {n: pa.array(columns[n], schema.field(n).type) for n in schema.names}, schema=schema
+    )
 
 
 def tiny() -> RegistryTables:
@@ -202,11 +204,7 @@ def test_a_snapshot_round_trips(registry: RegistryTables, tmp_path: Any) -> None
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.integers(0, 30), st.booleans()), min_size=1, max_size=40
-    )
-)
+@given(st.lists(st.tuples(st.integers(0, 30), st.booleans()), min_size=1, max_size=40))
 def test_km_from_counts_equals_km_from_subjects(subjects: list[tuple[int, bool]]) -> None:
     counts: dict[int, list[int]] = {}
     for t, event in subjects:
