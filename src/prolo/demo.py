@@ -34,6 +34,9 @@ def demo_exists(session: Session) -> bool:
 def load_demo(session: Session, *, patients: int = 60, seed: int = 7) -> list[DemoAccount]:
     """Create the demo clinic and its accounts in the caller's transaction."""
     summary = generate(session, SynthConfig(patients=patients, seed=seed))
+    from prolo.scheduling.service import give_default_hours
+
+    give_default_hours(session=session, clinic_id=summary.clinic_id)  # the calendar's hours
     first_patient = session.scalars(
         select(Patient).where(Patient.clinic_id == summary.clinic_id).order_by(Patient.id).limit(1)
     ).one()

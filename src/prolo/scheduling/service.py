@@ -25,7 +25,7 @@ import datetime as dt
 import importlib
 import importlib.util
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -334,6 +334,27 @@ def working_hours_rows(*, session: Session, practitioner_id: int) -> list[Workin
     )
 
 
+def describe_hours(hours: WeeklyHours) -> str:
+    """Weekly hours in few words: days with the same windows run together, e.g.
+    ``'Mon-Fri 08:00-18:00; Sat 09:00-12:00'``."""
+    names = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    parts: list[str] = []
+    day = 0
+    while day < 7:
+        windows = hours.days[day]
+        last = day
+        while last + 1 < 7 and hours.days[last + 1] == windows:
+            last += 1
+        if windows:
+            spans = ", ".join(
+                f"{w.start.strftime('%H:%M')}-{w.end.strftime('%H:%M')}" for w in windows
+            )
+            label = names[day] if last == day else f"{names[day]}-{names[last]}"
+            parts.append(f"{label} {spans}")
+        day = last + 1
+    return "; ".join(parts)
+
+
 def _require_staff(principal: Principal) -> None:
     if principal.role not in STAFF:
         raise Forbidden("only clinic staff may use the calendar")
@@ -372,6 +393,36 @@ def set_working_hours(
         entity_id=practitioner_id,
     )
     return working_hours_rows(session=session, practitioner_id=practitioner_id)
+
+
+def give_default_hours(
+    *,
+    session: Session,
+    clinic_id: int,
+    weekdays: Sequence[int] = (0, 1, 2, 3, 4),
+    starts: dt.time = dt.time(8, 0),
+    ends: dt.time = dt.time(18, 0),
+) -> int:
+    """Weekday hours for each of the clinic's practitioners who has none (the demo clinic).
+
+    Returns how many practitioners were given hours. No audit row: no health data.
+    """
+    given = 0
+    for practitioner in active_practitioners(session=session, clinic_id=clinic_id):
+        if working_hours_rows(session=session, practitioner_id=practitioner.id):
+            continue
+        for weekday in weekdays:
+            session.add(
+                WorkingHours(
+                    practitioner_id=practitioner.id,
+                    weekday=weekday,
+                    starts_local=starts,
+                    ends_local=ends,
+                )
+            )
+        given += 1
+    session.flush()
+    return given
 
 
 def closures_between(
@@ -586,7 +637,7 @@ def _check_calendar(
         hours, start=first - dt.timedelta(days=1), end=last + dt.timedelta(days=2), tz=zone
     )
     if not any(interval.contains(visit) for interval in working):
-        described = hours.describe() or "no working hours are set"
+        described = describe_hours(hours) or "no working hours are set"
         raise OutsideWorkingHours(
             f"{_span_text(visit.start, visit.end, zone)} is outside "
             f"{practitioner.display_name}'s working hours ({described})",
