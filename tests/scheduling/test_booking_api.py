@@ -514,3 +514,48 @@ def test_the_list_is_filtered_by_day_practitioner_and_room(
         "/api/appointments", params={"from": day, "to": "2100-01-01"}, headers=cal.desk
     )
     assert too_long.status_code == 422
+
+
+def test_reminders_follow_the_booking_in_its_own_transaction(
+    client: TestClient, session: Session, cal: Calendar
+) -> None:
+    from prolo.notify.models import OutboxJob
+
+    def jobs(appointment_id: int) -> list[OutboxJob]:
+        session.expire_all()
+        return list(
+            session.scalars(select(OutboxJob).where(OutboxJob.appointment_id == appointment_id))
+        )
+
+    booked = client.post(
+        "/api/appointments", json=booking(cal, local(6, 11)), headers=cal.desk
+    ).json()
+    first = jobs(booked["id"])
+    assert first and all(j.status == "pending" for j in first)
+    assert all(j.due_at < local(6, 11) for j in first)
+    r = client.post(
+        f"/api/appointments/{booked['id']}/reschedule",
+        json={"starts_at": local(8, 14).isoformat()},
+        headers=cal.desk,
+    )
+    assert r.status_code == 200
+    after_move = jobs(booked["id"])
+    pending = [j for j in after_move if j.status == "pending"]
+    assert pending and all(j.due_at < local(8, 14) for j in pending)
+    assert {j.id for j in first} <= {j.id for j in after_move if j.status == "cancelled"}
+    # a refused booking leaves no reminder behind
+    refused = client.post(
+        "/api/appointments",
+        json=booking(cal, local(8, 14), patient_id=cal.other_patient.id),
+        headers=cal.desk,
+    )
+    assert refused.status_code == 409
+    session.expire_all()
+    assert (
+        session.scalar(
+            select(func.count(OutboxJob.id)).where(OutboxJob.patient_id == cal.other_patient.id)
+        )
+        == 0
+    )
+    client.post(f"/api/appointments/{booked['id']}/cancel", headers=cal.desk)
+    assert all(j.status == "cancelled" for j in jobs(booked["id"]))

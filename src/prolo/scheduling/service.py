@@ -1063,7 +1063,7 @@ def reschedule_appointment(
         entity_id=appointment.id,
         patient_id=appointment.patient_id,
     )
-    drop_reminders(session=session, appointment_id=appointment.id)
+    # the outbox replaces the reminders of the old time with those of the new one
     queue_reminders(session=session, appointment=appointment)
     return appointment
 
