@@ -65,10 +65,13 @@ def tiny() -> RegistryTables:
         (2, "pre_session", 28, 6.0),
         (2, "month_3", 91, 5.0),
     ]
+    # PGIC is asked only at follow-ups: it has no baseline, so no change.
+    instruments = ["pain-nrs"] * len(rows) + ["pgic"]
+    rows.append((1, "month_3", 91, 2.0))
     scores = _tables(
         {
             "course_id": [r[0] for r in rows],
-            "instrument_id": ["pain-nrs"] * len(rows),
+            "instrument_id": instruments,
             "timepoint": [r[1] for r in rows],
             "day": [r[2] for r in rows],
             "value": [r[3] for r in rows],
@@ -103,6 +106,7 @@ def tiny() -> RegistryTables:
 def test_the_worked_example(compute: Any) -> None:
     agg = compute(tiny(), Selection(), as_of=AS_OF, rules=RULES)
     assert (agg.n_courses, agg.n_started, agg.n_patients_treated) == (3, 2, 2)
+    assert agg.instruments_seen == ["pain-nrs", "pgic"] and "pgic" not in agg.baseline
     assert (agg.sessions_mean, agg.sessions_median) == (3.0, 3.0)
     assert agg.stop_reasons == {"no_response": 1}
     week6 = agg.change[("pain-nrs", "week_6")]
@@ -154,6 +158,8 @@ def test_the_report_says_no_data_instead_of_nan() -> None:
         rules=RULES,
     )
     assert all(math.isfinite(x) for x in _walk(report))
+    pgic = next(i for i in report["instruments"] if i["id"] == "pgic")
+    assert pgic["baseline"]["n"] == 0 and "never answered at baseline" in pgic["note"]
     month12 = report["instruments"][0]["follow_ups"][3]
     assert month12["change"]["mean"] is None and "No follow-up is due" in month12["note"]
     empty = build_report(

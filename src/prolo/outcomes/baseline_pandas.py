@@ -117,6 +117,7 @@ def compute(
     if filtered:
         s = s[s["course_id"].isin(ids)]
     tps = [t.key for t in FOLLOW_UPS]
+    agg.instruments_seen = sorted(str(i) for i in s["instrument_id"].astype(object).unique())
     wanted = s[s["timepoint"].astype(object).isin(["baseline", *tps])]
     pivot = (
         wanted.groupby(["course_id", "instrument_id", "timepoint"], observed=True)["value"]

@@ -201,6 +201,9 @@ def _compute(
         WHERE p.b IS NOT NULL
         """
     )
+    agg.instruments_seen = sorted(
+        str(r[0]) for r in run(f"SELECT DISTINCT instrument_id FROM {score_source}").fetchall()
+    )
     agg.baseline = {
         str(k): (int(n), _f(m), _f(sd))
         for k, n, m, sd in run(

@@ -321,7 +321,9 @@ Drawer = Any  # a callable drawing one picture on a matplotlib Axes
 def pictures(report: dict[str, Any]) -> list[Drawer]:
     """Every picture of the report as a drawing function, in reading order."""
     out: list[Drawer] = [
-        lambda ax, i=inst: draw_trajectory(ax, i) for inst in report["instruments"]
+        lambda ax, i=inst: draw_trajectory(ax, i)
+        for inst in report["instruments"]
+        if inst["baseline"]["n"]
     ]
     if report.get("time_to_response"):
         ttr = report["time_to_response"]

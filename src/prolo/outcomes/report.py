@@ -335,6 +335,7 @@ class Aggregates:
     sessions_max: int | None = None
     planned_mean: float | None = None
     baseline: dict[str, tuple[int, float | None, float | None]] = field(default_factory=dict)
+    instruments_seen: list[str] = field(default_factory=list)  # answered at any timepoint
     change: dict[tuple[str, str], ChangeAgg] = field(default_factory=dict)
     km_response: list[tuple[int, int, int]] = field(default_factory=list)
     km_durability: list[tuple[int, int, int]] = field(default_factory=list)
@@ -505,7 +506,9 @@ def build_report(
         report["notes"] = [
             "No treatment course matches this selection, so there is nothing to report."
         ]
-    instrument_ids = sorted({k[0] for k in agg.change} | set(agg.baseline))
+    instrument_ids = sorted(
+        {k[0] for k in agg.change} | set(agg.baseline) | set(agg.instruments_seen)
+    )
     for instrument_id in instrument_ids:
         rule = rules.get(instrument_id) or InstrumentRule(
             instrument_id, instrument_id, False, None, False
