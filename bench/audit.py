@@ -101,7 +101,7 @@ class _Plain:
         sqlite = conn.dialect.name == "sqlite"
         now = utcnow()
         self.next_id += 1
-        sql = audit._SQLITE.insert_entry if sqlite else audit._POSTGRES.insert_entry
+        sql = audit._SQL["sqlite" if sqlite else "postgresql"]["insert"]
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         cur.execute(
             sql,
@@ -112,6 +112,8 @@ class _Plain:
                 *(str(i), i, "0", ACTOR.source_ip, None),
                 audit.GENESIS,
                 f"{self.next_id:064x}",
+                1,
+                self.next_id - 1,
             ),
         )
         cur.close()
@@ -229,7 +231,7 @@ def build_log(path: Path, entries: int) -> None:
     """A migrated SQLite file holding a valid chain of ``entries`` entries."""
     if path.exists():
         with sqlite3.connect(path) as conn:
-            have = conn.execute("SELECT last_id FROM audit_head").fetchone()
+            have = conn.execute("SELECT last_id FROM audit_head WHERE id = 1").fetchone()
         if have and have[0] == entries:
             print(f"\nreusing {path} ({entries:,} entries)")
             return
@@ -242,7 +244,7 @@ def build_log(path: Path, entries: int) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("BEGIN")
-    insert = audit._SQLITE.insert_entry
+    insert = audit._SQL["sqlite"]["insert"]
     base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     prev = audit.GENESIS
     batch: list[tuple[object, ...]] = []
@@ -268,16 +270,15 @@ def build_log(path: Path, entries: int) -> None:
         digest = hashlib.sha256(
             audit._preimage(prev, n, at.isoformat(), *fields).encode()
         ).hexdigest()
-        batch.append(
-            (n, at.replace(tzinfo=None).isoformat(" ", "microseconds"), *fields, prev, digest)
-        )
+        stored_at = at.replace(tzinfo=None).isoformat(" ", "microseconds")
+        batch.append((n, stored_at, *fields, prev, digest, 1, n - 1))
         prev = digest
         if len(batch) == 100_000:
             conn.executemany(insert, batch)
             batch.clear()
     if batch:
         conn.executemany(insert, batch)
-    conn.execute("UPDATE audit_head SET last_id = ?, last_hash = ?", (entries, prev))
+    conn.execute("UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (entries, prev))
     conn.execute("COMMIT")
     conn.close()
     print(f"  built in {time.perf_counter() - start:.0f} s")

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, delete, select, text, update
+from sqlalchemy import Engine, create_engine, delete, func, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,12 +52,14 @@ def test_the_returned_entry_is_the_stored_row(session: Session) -> None:
     assert stored.recorded_at == entry.recorded_at
 
 
-def test_record_flushes_pending_changes_first(session: Session) -> None:
-    head = session.get(AuditHead, 1)
+def test_the_lane_head_follows_each_append(session: Session) -> None:
+    first = _append(session, 1)[0]
+    second = _append(session, 1)[0]
+    assert second.lane == first.lane and second.prev_id == first.id
+    head = session.get(AuditHead, second.lane)
     assert head is not None
-    entry = _append(session, 1)[0]
-    session.expire(head)
-    assert (head.last_id, head.last_hash) == (entry.id, entry.hash)
+    session.refresh(head)
+    assert (head.last_id, head.last_hash) == (second.id, second.hash)
 
 
 def test_entries_removed_from_the_end_are_named(session: Session) -> None:
@@ -66,13 +68,14 @@ def test_entries_removed_from_the_end_are_named(session: Session) -> None:
     session.expire_all()
     checked, broken = _verify(session)
     assert checked == 2
-    assert broken is not None and broken.entry_id == entries[2].id
+    assert broken is not None and broken.entry_id == entries[-1].id
     assert "removed from the end" in broken.reason
 
 
 def test_an_altered_head_is_named(session: Session) -> None:
     entries = _append(session, 3)
-    session.execute(update(AuditHead).values(last_hash="f" * 64))
+    lane = AuditHead.id == entries[-1].lane
+    session.execute(update(AuditHead).where(lane).values(last_hash="f" * 64))
     _, broken = _verify(session)
     assert broken is not None and broken.entry_id == entries[-1].id
     assert "chain head" in broken.reason
@@ -115,7 +118,9 @@ def test_a_whole_second_timestamp_takes_the_exact_check(session: Session) -> Non
     entry = _append(session, 1)[0]
     entry.recorded_at = entry.recorded_at.replace(microsecond=0)
     entry.hash = audit.entry_hash(entry.prev_hash, entry)
-    session.execute(update(AuditHead).values(last_hash=entry.hash))
+    session.execute(
+        update(AuditHead).where(AuditHead.id == entry.lane).values(last_hash=entry.hash)
+    )
     session.flush()
     assert _verify(session) == (1, None)
     session.execute(update(AuditEvent).where(AuditEvent.id == entry.id).values(outcome="4"))
@@ -233,13 +238,16 @@ def test_parallel_verify_agrees_and_names_breaks_across_the_split(
 ) -> None:
     monkeypatch.setattr(audit, "PARALLEL_FROM", 10)
     _fill(committed, 40)
+    with committed.connect() as conn:
+        ids = list(conn.execute(text("SELECT id FROM audit_event ORDER BY id")).scalars())
     assert _verify_parallel(committed) == (40, None)
     with committed.begin() as conn:  # an edit in the second worker's half ...
-        conn.execute(text("UPDATE audit_event SET detail = 'x' WHERE id = 33"))
-    assert _verify_parallel(committed) == (32, audit.ChainBreak(33, _EDITED))
-    with committed.begin() as conn:  # ... and a gap at the last entry of the first
-        conn.execute(text("DELETE FROM audit_event WHERE id = 20"))
-    assert _verify_parallel(committed) == (19, audit.ChainBreak(20, "entry 20 is missing"))
+        conn.execute(text("UPDATE audit_event SET detail = 'x' WHERE id = :i"), {"i": ids[32]})
+    assert _verify_parallel(committed) == (32, audit.ChainBreak(ids[32], _EDITED))
+    with committed.begin() as conn:  # ... and a gap near the end of the first
+        conn.execute(text("DELETE FROM audit_event WHERE id = :i"), {"i": ids[19]})
+    missing = audit.ChainBreak(ids[19], f"entry {ids[19]} is missing")
+    assert _verify_parallel(committed) == (19, missing)
 
 
 _EDITED = "its content does not match its hash (edited)"
@@ -268,7 +276,25 @@ def test_concurrent_writers_never_fork_the_chain(committed: Engine) -> None:
     assert errors == []
     with factory() as session, session.begin():
         assert audit.verify_database(session) == (180, None)
-        assert session.scalar(select(AuditHead.last_id)) == 180
+        heads = session.execute(select(AuditHead.id, AuditHead.last_id)).all()
+        lanes = session.execute(
+            select(AuditEvent.lane, func.max(AuditEvent.id)).group_by(AuditEvent.lane)
+        ).all()
+        assert dict(lanes) == {lane: last for lane, last in heads if last}  # type: ignore[arg-type]
+
+
+def test_a_transaction_holding_a_lane_does_not_hold_up_others(committed: Engine) -> None:
+    if committed.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: one lane")
+    factory = make_sessionmaker(committed)
+    with factory() as slow, slow.begin():
+        held = _append(slow, 1)[0]  # its lane stays locked until this commits
+        with factory() as quick, quick.begin():
+            quick.execute(text("SET LOCAL lock_timeout = '2s'"))  # waiting would fail
+            other = _append(quick, 1)[0]
+        assert other.lane != held.lane
+    with factory() as session, session.begin():
+        assert audit.verify_database(session) == (2, None)
 
 
 def test_recorded_times_are_utc_on_both_databases(committed: Engine) -> None:

@@ -93,43 +93,42 @@ def entry_hash(prev_hash: str, event: AuditEvent) -> str:
 
 _INSERT_COLUMNS = (
     "id, recorded_at, user_id, user_role, clinic_id, action, event, entity_type, "
-    "entity_id, patient_id, outcome, source_ip, detail, prev_hash, hash"
+    "entity_id, patient_id, outcome, source_ip, detail, prev_hash, hash, lane, prev_id"
 )
-
-
-@dataclass(frozen=True)
-class _Statements:
-    """The few statements an append runs, in one dialect's parameter style."""
-
-    read_head: str
-    move_head: str
-    create_head: str
-    last_entry: str
-    insert_entry: str
-
-    @classmethod
-    def build(cls, *, for_update: bool, placeholder: str) -> _Statements:
-        def p(sql: str) -> str:
-            return sql.replace("?", placeholder)
-
-        return cls(
-            read_head="SELECT last_id, last_hash FROM audit_head WHERE id = 1"  # noqa: S608
-            + (" FOR UPDATE" if for_update else ""),
-            move_head=p(
-                "UPDATE audit_head SET last_id = ?, last_hash = ? "
-                "WHERE id = 1 AND last_id = ? AND last_hash = ?"
-            ),
-            create_head=p("INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, ?, ?)"),
-            last_entry="SELECT id, hash FROM audit_event ORDER BY id DESC LIMIT 1",
-            insert_entry=p(
-                f"INSERT INTO audit_event ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 15)})"  # noqa: S608
-            ),
-        )
-
-
-_SQLITE = _Statements.build(for_update=False, placeholder="?")
-_POSTGRES = _Statements.build(for_update=True, placeholder="%s")
-_HEAD_KEY = "prolo.audit.head"  # in Connection.info: (transaction, last id, last hash)
+_ENTRY_COLUMNS = _INSERT_COLUMNS.removesuffix(", lane, prev_id")
+_ID_SEQUENCE = "audit_event_id_seq"  # the BIGSERIAL behind audit_event.id on PostgreSQL
+# S608 below: every statement is built from constants only, never from input.
+_INSERT = f"INSERT INTO audit_event ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 17)})"  # noqa: S608
+_MOVE_HEAD = (
+    "UPDATE audit_head SET last_id = ?, last_hash = ? "
+    "WHERE id = ? AND last_id = ? AND last_hash = ?"
+)
+_SQL = {
+    # SQLite: one writer at a time anyway, so one lane; ids follow the lane's head.
+    "sqlite": {
+        "take_lane": "SELECT id, last_id, last_hash FROM audit_head WHERE id = 1",
+        "wait_lane": "SELECT id, last_id, last_hash FROM audit_head WHERE id = 1",
+        "move_head": _MOVE_HEAD,
+        "insert": _INSERT,
+        "create_head": "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, ?, ?)",
+        "last_entry": "SELECT id, hash FROM audit_event WHERE lane = 1 ORDER BY id DESC LIMIT 1",
+    },
+    # PostgreSQL: a transaction takes the first lane nobody holds (SKIP LOCKED never
+    # waits), ids come from the sequence (increasing within a lane, whose appends
+    # are serialised by its row lock).
+    "postgresql": {
+        "take_lane": "SELECT id, last_id, last_hash FROM audit_head ORDER BY id "
+        "LIMIT 1 FOR UPDATE SKIP LOCKED",
+        "wait_lane": "SELECT id, last_id, last_hash FROM audit_head "
+        "ORDER BY random() LIMIT 1 FOR UPDATE",
+        "next_id": f"SELECT nextval('{_ID_SEQUENCE}')",
+        "move_head": _MOVE_HEAD.replace("?", "%s"),
+        "insert": _INSERT.replace("?", "%s"),
+        "create_head": "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, %s, %s)",
+        "last_entry": "SELECT id, hash FROM audit_event WHERE lane = 1 ORDER BY id DESC LIMIT 1",
+    },
+}
+_HEAD_KEY = "prolo.audit.head"  # in Connection.info: (transaction, lane, last id, last hash)
 
 
 def _raw_error(conn: Connection, statement: str, exc: Exception) -> Exception:
@@ -140,20 +139,25 @@ def _raw_error(conn: Connection, statement: str, exc: Exception) -> Exception:
     return exc
 
 
-def _locked_head(cur: Any, sql: _Statements) -> tuple[int, str]:
-    """Lock the chain head and read it; recreate it from the log when it is missing."""
-    cur.execute(sql.read_head)
-    row = cur.fetchone()
-    if row is not None:
-        return int(row[0]), str(row[1])
-    # Only a database the migration did not initialise, or one whose head was
-    # deleted: rebuild it so clinical work goes on; verify still compares it.
+def _take_lane(cur: Any, sql: dict[str, str]) -> tuple[int, int, str]:
+    """Lock a lane's head and read it: (lane, last id, last hash).
+
+    Takes a free lane when there is one, else waits for a busy one; recreates lane 1
+    from the log when the heads are missing.
+    """
+    for statement in ("take_lane", "wait_lane"):
+        cur.execute(sql[statement])
+        row = cur.fetchone()
+        if row is not None:
+            return int(row[0]), int(row[1]), str(row[2])
+    # Only a database the migrations did not initialise, or whose heads were deleted:
+    # rebuild lane 1 so clinical work goes on; verify reports the missing heads.
     log.warning("the audit chain head was missing; recreated from the log's last entry")
-    cur.execute(sql.last_entry)
+    cur.execute(sql["last_entry"])
     last = cur.fetchone()
     head = (int(last[0]), str(last[1])) if last else (0, GENESIS)
-    cur.execute(sql.create_head, head)
-    return head
+    cur.execute(sql["create_head"], head)
+    return 1, head[0], head[1]
 
 
 def record(
@@ -178,7 +182,7 @@ def record(
         session.flush()  # pending changes reach the database first, as they always did
     conn = session.connection()
     sqlite = conn.dialect.name == "sqlite"
-    sql = _SQLITE if sqlite else _POSTGRES
+    sql = _SQL["sqlite" if sqlite else "postgresql"]
     now = utcnow()
     recorded_iso = now.isoformat()
     fields = (
@@ -197,35 +201,35 @@ def record(
     transaction = conn.get_transaction()
     cached = conn.info.get(_HEAD_KEY)
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    statement = sql.move_head
+    statement = sql["move_head"]
     try:
         moved = False
         if cached is not None and cached[0] is transaction:
-            prev_id, prev_hash = cached[1], cached[2]
-            new_id = prev_id + 1
+            lane, prev_id, prev_hash = cached[1], cached[2], cached[3]
+            new_id = _next_id(cur, sql, prev_id)
             new_hash = _sha(_preimage(prev_hash, new_id, recorded_iso, *fields))
-            cur.execute(statement, (new_id, new_hash, prev_id, prev_hash))
+            cur.execute(statement, (new_id, new_hash, lane, prev_id, prev_hash))
             moved = cur.rowcount == 1
         if not moved:
-            statement = sql.read_head
-            prev_id, prev_hash = _locked_head(cur, sql)
-            new_id = prev_id + 1
+            statement = sql["take_lane"]
+            lane, prev_id, prev_hash = _take_lane(cur, sql)
+            new_id = _next_id(cur, sql, prev_id)
             new_hash = _sha(_preimage(prev_hash, new_id, recorded_iso, *fields))
-            statement = sql.move_head
-            cur.execute(statement, (new_id, new_hash, prev_id, prev_hash))
+            statement = sql["move_head"]
+            cur.execute(statement, (new_id, new_hash, lane, prev_id, prev_hash))
             if cur.rowcount != 1:  # pragma: no cover - the row is locked by us
                 raise RuntimeError("the audit chain head moved while locked")
-        statement = sql.insert_entry
+        statement = sql["insert"]
         stored_at: object = (
             now.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else now
         )
-        cur.execute(statement, (new_id, stored_at, *fields, prev_hash, new_hash))
+        cur.execute(statement, (new_id, stored_at, *fields, prev_hash, new_hash, lane, prev_id))
     except Exception as exc:
         conn.info.pop(_HEAD_KEY, None)
         raise _raw_error(conn, statement, exc) from exc
     finally:
         cur.close()
-    conn.info[_HEAD_KEY] = (transaction, new_id, new_hash)
+    conn.info[_HEAD_KEY] = (transaction, lane, new_id, new_hash)
     # Attach the row as a persistent object the way a query load does (no INSERT,
     # no attribute events): constructing it through __init__ cost more than the append.
     entry = _new_event()
@@ -245,10 +249,20 @@ def record(
         detail=detail,
         prev_hash=prev_hash,
         hash=new_hash,
+        lane=lane,
+        prev_id=prev_id,
     )
     make_transient_to_detached(entry)
     session.add(entry)
     return entry
+
+
+def _next_id(cur: Any, sql: dict[str, str], prev_id: int) -> int:
+    """The new entry's id: the sequence's next (PostgreSQL), or the lane's next (SQLite)."""
+    if "next_id" not in sql:
+        return prev_id + 1
+    cur.execute(sql["next_id"])
+    return int(cur.fetchone()[0])
 
 
 def _new_event() -> AuditEvent:
@@ -303,33 +317,43 @@ _POSTGRES_PREIMAGE = (
     "coalesce(entity_id, 'None'), coalesce(patient_id::text, 'None'), outcome, "
     "coalesce(source_ip, 'None'), coalesce(detail, 'None')), 'UTF8')"
 )
-# S608: these are built from constants only, never from input.
+# S608: these are built from constants only, never from input. An entry's link is
+# the id of the entry before it in its lane; before lanes, that was simply id - 1.
 _SCAN = {
-    True: f"SELECT id, prev_hash, hash, {_SQLITE_PREIMAGE} FROM audit_event "  # noqa: S608
-    "WHERE id BETWEEN ? AND ? ORDER BY id",
-    False: f"SELECT id, prev_hash, hash, {_POSTGRES_PREIMAGE} FROM audit_event "  # noqa: S608
-    "WHERE id BETWEEN %s AND %s ORDER BY id",
+    True: "SELECT id, lane, ifnull(prev_id, id - 1), prev_hash, hash, "  # noqa: S608
+    f"{_SQLITE_PREIMAGE} FROM audit_event WHERE id BETWEEN ? AND ? ORDER BY id",
+    False: "SELECT id, lane, coalesce(prev_id, id - 1), prev_hash, hash, "  # noqa: S608
+    f"{_POSTGRES_PREIMAGE} FROM audit_event WHERE id BETWEEN %s AND %s ORDER BY id",
 }
 _ONE_ROW = {
-    True: f"SELECT {_INSERT_COLUMNS} FROM audit_event WHERE id = ?",  # noqa: S608
-    False: f"SELECT {_INSERT_COLUMNS} FROM audit_event WHERE id = %s",  # noqa: S608
+    True: f"SELECT {_ENTRY_COLUMNS}, prev_id FROM audit_event WHERE id = ?",  # noqa: S608
+    False: f"SELECT {_ENTRY_COLUMNS}, prev_id FROM audit_event WHERE id = %s",  # noqa: S608
 }
-_HASH_OF = {
-    True: "SELECT hash FROM audit_event WHERE id = ?",
-    False: "SELECT hash FROM audit_event WHERE id = %s",
+_LANE_BEFORE = {
+    True: "SELECT id, hash FROM audit_event WHERE lane = ? AND id < ? ORDER BY id DESC LIMIT 1",
+    False: "SELECT id, hash FROM audit_event WHERE lane = %s AND id < %s ORDER BY id DESC LIMIT 1",
+}
+_ENTRY_AT = {
+    True: "SELECT lane, hash FROM audit_event WHERE id = ?",
+    False: "SELECT lane, hash FROM audit_event WHERE id = %s",
 }
 _HEXDIGEST = methodcaller("hexdigest")
 PARALLEL_FROM = 1_000_000  # entries; below this, starting processes costs more than it saves
+Lanes = dict[int, tuple[int, str]]  # lane -> (id, hash) of its last entry checked so far
+
+
+def _one_row(raw: Any, sqlite: bool, entry_id: int) -> Any:
+    cur = raw.cursor()
+    try:
+        cur.execute(_ONE_ROW[sqlite], (entry_id,))
+        return cur.fetchone()
+    finally:
+        cur.close()
 
 
 def _exact_hash(raw: Any, sqlite: bool, entry_id: int, prev_hash: str) -> tuple[str, str]:
     """(recomputed, stored) hash of one entry, with the chain format's own code."""
-    cur = raw.cursor()
-    try:
-        cur.execute(_ONE_ROW[sqlite], (entry_id,))
-        row = cur.fetchone()
-    finally:
-        cur.close()
+    row = _one_row(raw, sqlite, entry_id)
     recorded = row[1]
     if isinstance(recorded, str):  # SQLite keeps UTC as naive text
         recorded = dt.datetime.fromisoformat(recorded)
@@ -339,29 +363,54 @@ def _exact_hash(raw: Any, sqlite: bool, entry_id: int, prev_hash: str) -> tuple[
     return _sha(_preimage(prev_hash, row[0], iso, *row[2:13])), str(row[14])
 
 
+def _batch_holds(rows: Sequence[Any], computed: list[str], lanes: Lanes) -> bool:
+    """Whether every entry of the batch links and hashes right (no detail: fast)."""
+    if computed != [r[4] for r in rows]:
+        return False
+    groups: dict[int, Sequence[Any]]
+    if len({r[1] for r in rows}) == 1:  # the usual case: one lane (always so on SQLite)
+        groups = {rows[0][1]: rows}
+    else:
+        groups = {}
+        for row in rows:
+            groups.setdefault(row[1], []).append(row)  # type: ignore[attr-defined]
+    for lane, group in groups.items():
+        ids, _, links, prevs, hashes, _ = zip(*group, strict=True)
+        last_id, last_hash = lanes.get(lane, (0, GENESIS))
+        if links != (last_id, *ids[:-1]) or prevs != (last_hash, *hashes[:-1]):
+            return False
+    return True
+
+
 def _first_break(
-    raw: Any, sqlite: bool, rows: Sequence[Any], *, next_id: int, prev_hash: str
-) -> ChainBreak | None:
-    """The first break in one batch, looking in check_entry's order (id, link, content)."""
-    ids, prevs, hashes, preimages = zip(*rows, strict=True)
-    n = len(ids)
-    ids_ok = ids == tuple(range(next_id, next_id + n))
-    links_ok = prevs[0] == prev_hash and prevs[1:] == hashes[:-1]
+    raw: Any, sqlite: bool, rows: Sequence[Any], lanes: Lanes
+) -> tuple[int, ChainBreak | None]:
+    """Check one batch in id order, carrying each lane's last entry in ``lanes``.
+
+    Returns (entries that held before the first break, the break or None).
+    """
+    preimages = [r[5] for r in rows]
     computed = list(map(_HEXDIGEST, map(hashlib.sha256, preimages)))
-    if ids_ok and links_ok and computed == list(hashes):
-        return None
-    for i in range(n):
-        expected = next_id + i
-        if ids[i] != expected:
-            return ChainBreak(expected, f"entry {expected} is missing")
-        link = hashes[i - 1] if i else prev_hash
-        if prevs[i] != link:
-            return ChainBreak(expected, "its link to the previous entry does not match")
-        if computed[i] != hashes[i]:
-            recomputed, stored = _exact_hash(raw, sqlite, ids[i], link)
+    if _batch_holds(rows, computed, lanes):
+        for row in rows:
+            lanes[row[1]] = (row[0], row[4])
+        return len(rows), None
+    for i, (entry_id, lane, link, prev, stored, _) in enumerate(rows):
+        last_id, last_hash = lanes.get(lane, (0, GENESIS))
+        if link != last_id:
+            if link > last_id:
+                legacy = _one_row(raw, sqlite, entry_id)[-1] is None
+                missing = last_id + 1 if legacy else link  # before lanes, ids had no gaps
+                return i, ChainBreak(missing, f"entry {missing} is missing")
+            return i, ChainBreak(entry_id, "its link to the previous entry does not match")
+        if prev != last_hash:
+            return i, ChainBreak(entry_id, "its link to the previous entry does not match")
+        if computed[i] != stored:
+            recomputed, _ = _exact_hash(raw, sqlite, entry_id, last_hash)
             if recomputed != stored:
-                return ChainBreak(expected, "its content does not match its hash (edited)")
-    return None  # pragma: no cover - only false alarms of the SQL fast path
+                return i, ChainBreak(entry_id, "its content does not match its hash (edited)")
+        lanes[lane] = (entry_id, stored)
+    return len(rows), None  # pragma: no cover - only false alarms of the SQL fast path
 
 
 @dataclass(frozen=True)
@@ -372,10 +421,25 @@ class _Checked:
     broken: ChainBreak | None
 
 
+def _lanes_before(raw: Any, sqlite: bool, lanes: Sequence[int], first: int) -> Lanes:
+    """Each lane's last entry before id ``first``."""
+    found: Lanes = {}
+    cur = raw.cursor()
+    try:
+        for lane in lanes:
+            cur.execute(_LANE_BEFORE[sqlite], (lane, first))
+            row = cur.fetchone()
+            if row is not None:
+                found[lane] = (int(row[0]), str(row[1]))
+    finally:
+        cur.close()
+    return found
+
+
 def _check_range(
-    raw: Any, *, sqlite: bool, first: int, last: int, prev_hash: str, batch: int
+    raw: Any, *, sqlite: bool, first: int, last: int, lanes: Lanes, batch: int
 ) -> _Checked:
-    """Check entries ``first``..``last`` in id order, the first one following ``prev_hash``."""
+    """Check entries with ids ``first``..``last`` in id order, each lane continuing ``lanes``."""
     if sqlite:
         cur = raw.cursor()
     else:  # a server-side cursor: the log streams in batches, never whole into memory
@@ -385,20 +449,17 @@ def _check_range(
     try:
         cur.execute(_SCAN[sqlite], (first, last))
         while rows := cur.fetchmany(batch):
-            broken = _first_break(raw, sqlite, rows, next_id=first + checked, prev_hash=prev_hash)
+            held, broken = _first_break(raw, sqlite, rows, lanes)
+            checked += held
             if broken is not None:
-                return _Checked(broken.entry_id - first, broken)
-            checked += len(rows)
-            prev_hash = rows[-1][2]
+                return _Checked(checked, broken)
     finally:
         cur.close()
-    if first + checked <= last:
-        return _Checked(checked, ChainBreak(first + checked, f"entry {first + checked} is missing"))
     return _Checked(checked, None)
 
 
 def _check_range_alone(
-    target: str, sqlite: bool, first: int, last: int, prev_hash: str, batch: int
+    target: str, sqlite: bool, first: int, last: int, lanes: Sequence[int], batch: int
 ) -> _Checked:
     """:func:`_check_range` in a worker process, on a connection of its own."""
     if sqlite:
@@ -408,9 +469,8 @@ def _check_range_alone(
 
         raw = psycopg.connect(target)
     try:
-        return _check_range(
-            raw, sqlite=sqlite, first=first, last=last, prev_hash=prev_hash, batch=batch
-        )
+        start = _lanes_before(raw, sqlite, lanes, first)
+        return _check_range(raw, sqlite=sqlite, first=first, last=last, lanes=start, batch=batch)
     finally:
         raw.close()
 
@@ -430,9 +490,9 @@ def verify_database(
 ) -> tuple[int, ChainBreak | None]:
     """Verify the whole log in the database; returns (entries checked, first break).
 
-    Checks every entry's hash and link in id order, that no id is skipped, and that
-    the log ends at the entry the chain head (``audit_head``) records. With
-    ``workers`` > 1 a log of a million entries or more is checked in that many
+    Checks every entry's hash, and its link to the entry before it in its lane, in id
+    order; then that each lane ends at the entry its head (``audit_head``) records.
+    With ``workers`` > 1 a log of a million entries or more is checked in that many
     processes, each on its own connection, so they see only committed entries: pass
     it only from a transaction that has written nothing (the CLI does).
     """
@@ -441,27 +501,24 @@ def verify_database(
     raw: Any = conn.connection.dbapi_connection
     cur = raw.cursor()
     try:
-        cur.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1")
-        head = cur.fetchone()
+        cur.execute("SELECT id, last_id, last_hash FROM audit_head ORDER BY id")
+        heads = [(int(r[0]), int(r[1]), str(r[2])) for r in cur.fetchall()]
+        cur.execute("SELECT DISTINCT lane FROM audit_event")
+        lanes = sorted({int(r[0]) for r in cur.fetchall()} | {h[0] for h in heads})
     finally:
         cur.close()
     last = int(_scalar(raw, "SELECT max(id) FROM audit_event") or 0)
     parts = max(1, workers) if last >= PARALLEL_FROM else 1
     bounds = [(1 + last * k // parts, last * (k + 1) // parts) for k in range(parts)]
     if parts == 1:
-        results = [
-            _check_range(raw, sqlite=sqlite, first=1, last=last, prev_hash=GENESIS, batch=batch)
-        ]
+        results = [_check_range(raw, sqlite=sqlite, first=0, last=last, lanes={}, batch=batch)]
     else:
         url = conn.engine.url
         target = (
             url.database or ""
             if sqlite
-            else (url.set(drivername="postgresql").render_as_string(hide_password=False))
+            else url.set(drivername="postgresql").render_as_string(hide_password=False)
         )
-        prevs = [GENESIS] + [
-            str(_scalar(raw, _HASH_OF[sqlite], (first - 1,))) for first, _ in bounds[1:]
-        ]
         # fork starts a worker in milliseconds where spawn re-imports everything; the
         # workers never touch the connections they inherit and leave with os._exit.
         # With other threads running, fork could inherit a held lock: spawn then.
@@ -470,8 +527,8 @@ def verify_database(
         context = multiprocessing.get_context(method)
         with ProcessPoolExecutor(max_workers=parts, mp_context=context) as pool:
             futures = [
-                pool.submit(_check_range_alone, target, sqlite, first, end, prev, batch)
-                for (first, end), prev in zip(bounds, prevs, strict=True)
+                pool.submit(_check_range_alone, target, sqlite, first, end, lanes, batch)
+                for first, end in bounds
             ]
             results = [f.result() for f in futures]
     checked = 0
@@ -479,25 +536,43 @@ def verify_database(
         checked += result.checked
         if result.broken is not None:
             return checked, result.broken
-    return checked, _check_head(raw, head, last=last, sqlite=sqlite)
+    return checked, _check_heads(raw, sqlite, heads, lanes)
 
 
-def _check_head(raw: Any, head: Any, *, last: int, sqlite: bool) -> ChainBreak | None:
-    """Compare the verified log (entries 1..``last``) with the recorded chain head."""
-    if head is None:
-        if last == 0:
-            return None
-        return ChainBreak(last, "the chain head record (audit_head) is missing")
-    head_id, head_hash = int(head[0]), str(head[1])
-    if last < head_id:
-        return ChainBreak(
-            last + 1,
-            f"entry {last + 1} is missing: the log ends at entry {last} but its chain "
-            f"head records entry {head_id} (entries were removed from the end)",
-        )
-    stored = GENESIS if head_id == 0 else _scalar(raw, _HASH_OF[sqlite], (head_id,))
-    if stored != head_hash:
-        return ChainBreak(
-            max(head_id, 1), "it does not match the recorded chain head (audit_head was altered)"
-        )
-    return None
+def _check_heads(
+    raw: Any, sqlite: bool, heads: list[tuple[int, int, str]], lanes: list[int]
+) -> ChainBreak | None:
+    """Compare each lane's head with the entry it names; the lowest entry first."""
+    breaks: list[ChainBreak] = []
+    headless = set(lanes) - {h[0] for h in heads}
+    for lane in sorted(headless):
+        last = _lanes_before(raw, sqlite, [lane], 2**62).get(lane)
+        if last is not None:
+            breaks.append(
+                ChainBreak(last[0], f"the chain head record of lane {lane} (audit_head) is missing")
+            )
+    for lane, head_id, head_hash in heads:
+        if head_id == 0:
+            if head_hash != GENESIS:
+                breaks.append(ChainBreak(1, _ALTERED))
+            continue
+        cur = raw.cursor()
+        try:
+            cur.execute(_ENTRY_AT[sqlite], (head_id,))
+            row = cur.fetchone()
+        finally:
+            cur.close()
+        if row is None:
+            breaks.append(
+                ChainBreak(
+                    head_id,
+                    f"entry {head_id} is missing: it is the last entry the chain head of "
+                    f"lane {lane} records (entries were removed from the end)",
+                )
+            )
+        elif int(row[0]) != lane or str(row[1]) != head_hash:
+            breaks.append(ChainBreak(head_id, _ALTERED))
+    return min(breaks, key=lambda b: b.entry_id, default=None)
+
+
+_ALTERED = "it does not match the recorded chain head (audit_head was altered)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, SmallInteger, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from prolo.db import Base
@@ -92,6 +92,7 @@ class AuditEvent(Base):
         one_of("outcome", AUDIT_OUTCOMES),
         one_of("action", AUDIT_ACTIONS),
         Index("ix_audit_event_patient_recorded", "patient_id", "recorded_at"),
+        Index("ix_audit_event_lane_id", "lane", "id"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -111,18 +112,24 @@ class AuditEvent(Base):
     detail: Mapped[str | None] = mapped_column(String(300))  # never health information
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Which chain (lane) the entry extends, and the id of the entry before it there.
+    # Concurrent transactions append to different lanes, so none waits for another's
+    # commit; an entry written before lanes existed has lane 1 and no prev_id.
+    lane: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
+    prev_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 
 class AuditHead(Base):
-    """The audit log's newest entry, stored apart from the log (one row, id 1).
+    """The newest entry of each audit chain lane, stored apart from the log.
 
-    Every append updates it under its row lock, which is what serialises appends
-    (the chain never forks), and ``prolo audit verify`` compares it with the log's
-    last entry, so removing entries from the end shows as truncation.
+    ``id`` is the lane. An append locks its lane's row, so appends to one lane queue
+    and it never forks, while other transactions take other lanes; ``prolo audit
+    verify`` compares each lane's last entry with its head, so removing entries from
+    the end shows as truncation.
     """
 
     __tablename__ = "audit_head"
-    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+    __table_args__ = (CheckConstraint("id >= 1", name="lane_number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
