@@ -195,7 +195,9 @@ def _compute(
             SELECT course_id, instrument_id,
                    avg(value) FILTER (WHERE timepoint = 'baseline') AS b, {value_columns}
             FROM {score_source}
-            WHERE timepoint IN ({wanted})
+            WHERE timepoint IN ({wanted}) AND instrument_id IN (
+                SELECT DISTINCT instrument_id FROM {score_source} WHERE timepoint = 'baseline'
+            )
             GROUP BY course_id, instrument_id
         ) p JOIN c USING (course_id)
         WHERE p.b IS NOT NULL
