@@ -211,3 +211,36 @@ def test_closed_courses_and_patients_cannot_be_scheduled(
     )
     r = client.post(f"/api/courses/{course.id}/schedule", json={}, headers=patient)
     assert r.status_code == 403
+
+
+def test_visits_written_without_a_session_number_count_as_sessions(
+    client: TestClient, session: Session, clinic
+) -> None:
+    """Older rows and synthetic data link visits to a course without numbering them."""
+    course = make_course(session, clinic["patient"], sessions=3, interval_weeks=(2, 3))
+    day = dt.datetime.now(NEW_YORK).date() + dt.timedelta(days=3)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    start = dt.datetime.combine(day, dt.time(10), NEW_YORK)
+    legacy = Appointment(
+        clinic_id=clinic["clinic"].id,
+        patient_id=clinic["patient"].id,
+        practitioner_id=clinic["doctors"][0].id,
+        room_id=clinic["rooms"][0].id,
+        course_id=course.id,
+        kind="injection",
+        status="booked",
+        starts_at=start,
+        ends_at=start + dt.timedelta(minutes=30),
+    )
+    session.add(legacy)
+    session.flush()
+    clinician = token_for(session, make_user(session, clinic["clinic"], "clinician"))
+    detail = client.get(f"/api/courses/{course.id}", headers=clinician).json()
+    assert detail["sessions"][0]["appointment"]["id"] == legacy.id
+    assert detail["sessions"][1]["window_opens"] == (day + dt.timedelta(weeks=2)).isoformat()
+    r = client.post(f"/api/courses/{course.id}/schedule", json={}, headers=clinic["desk"])
+    assert r.status_code == 200, r.text
+    assert [p["session_number"] for p in r.json()["placed"]] == [2, 3]
+    second = dt.datetime.fromisoformat(r.json()["placed"][0]["starts_at"]).astimezone(NEW_YORK)
+    assert 14 <= (second.date() - day).days <= 21

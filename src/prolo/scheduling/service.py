@@ -871,7 +871,18 @@ def _session_numbers(
     if exclude_id is not None:
         stmt = stmt.where(Appointment.id != exclude_id)
     with session.no_autoflush:
-        return {n for n in session.scalars(stmt) if n is not None}
+        numbered = {n for n in session.scalars(stmt) if n is not None}
+        # older rows without a number take the free numbers, as course_sessions shows them
+        legacy = session.scalar(
+            select(func.count(Appointment.id)).where(
+                Appointment.course_id == course_id,
+                Appointment.session_number.is_(None),
+                Appointment.kind == "injection",
+                Appointment.status.in_(ACTIVE_STATUSES),
+            )
+        )
+    free = (n for n in range(1, 21) if n not in numbered)
+    return numbered | {next(free) for _ in range(legacy or 0)}
 
 
 def highest_session_number(*, session: Session, course_id: int) -> int:
@@ -1331,11 +1342,22 @@ def course_sessions(*, session: Session, course: TreatmentCourse) -> list[Course
     session has a day.
     """
     zone = clinic_zone(session, course.clinic_id)
+    appointments = course_appointments(session=session, course=course)
     live = {
         a.session_number: a
-        for a in course_appointments(session=session, course=course)
+        for a in appointments
         if a.session_number is not None and a.status in ACTIVE_STATUSES
     }
+    # Appointments written without a session number (older rows, synthetic data) take
+    # the free numbers in time order.
+    unnumbered = [
+        a
+        for a in appointments
+        if a.session_number is None and a.kind == "injection" and a.status in ACTIVE_STATUSES
+    ]
+    free_numbers = (n for n in range(1, 21) if n not in live)
+    for legacy, number in zip(unnumbered, free_numbers, strict=False):
+        live[number] = legacy
     sessions: list[CourseSession] = []
     previous_day: dt.date | None = None
     for number in range(1, max(course.planned_sessions, max(live, default=0)) + 1):
@@ -1571,9 +1593,9 @@ def schedule_course(
     zone = clinic_zone(session, course.clinic_id)
     vtype = visit_types(session=session, clinic_id=course.clinic_id)["injection"]
     live = {
-        a.session_number: a
-        for a in course_appointments(session=session, course=course)
-        if a.session_number is not None and a.status in ACTIVE_STATUSES
+        s.number: s.appointment
+        for s in course_sessions(session=session, course=course)
+        if s.appointment is not None
     }
     last_number = max(live, default=0)
     if last_number >= course.planned_sessions:
