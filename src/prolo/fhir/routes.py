@@ -31,9 +31,23 @@ from prolo.fhir.resources.base import Context, Resource
 from prolo.security.principal import Principal
 from prolo.web import DbSession, policy
 
+_NO_DATABASE = frozenset({"metadata", "unknown"})
+
 
 def _unit_of_work(request: Request, session: DbSession) -> None:
+    """Register the session for rollback on error; on SQLite, take the write lock first.
+
+    Every FHIR interaction writes (at least its audit row), and a SQLite transaction
+    that starts as a reader cannot always become a writer when another connection has
+    written meanwhile: it fails at once instead of waiting. Beginning with the write
+    lock makes concurrent requests queue (up to the busy timeout) instead.
+    """
     remember_session(request, session)
+    route = request.scope.get("route")
+    if getattr(route, "name", "") in _NO_DATABASE:
+        return
+    if session.get_bind().dialect.name == "sqlite":
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
 
 
 # Every route shares the request's session (dependencies are cached per request), and
@@ -71,8 +85,11 @@ def _token_only(principal: Principal) -> None:
         raise Unauthenticated("the FHIR API needs a bearer token (Authorization: Bearer ...)")
 
 
-def fhir_context(request: Request, session: DbSession, principal: FhirPrincipal) -> Context:
-    """The request's FHIR context: token-authenticated, JSON, researchers refused."""
+async def fhir_context(request: Request, session: DbSession, principal: FhirPrincipal) -> Context:
+    """The request's FHIR context: token-authenticated, JSON, researchers refused.
+
+    Async on purpose: it touches no database, so it need not cost a thread hop.
+    """
     _token_only(principal)
     _json_only(request)
     return service.principal_context(session, principal, base_url(request))

@@ -13,11 +13,12 @@ See: https://hl7.org/fhir/R4/http.html
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from functools import cache
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Table, and_, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,7 +32,7 @@ from prolo.fhir.errors import (
     UnknownType,
     operation_outcome,
 )
-from prolo.fhir.models import ExternalIdentifier
+from prolo.fhir.models import ExternalIdentifier, ResourceVersion
 from prolo.fhir.resources import REGISTRY, Mapping
 from prolo.fhir.resources.base import (
     CREATE,
@@ -148,7 +149,7 @@ def read(ctx: Context, type_name: str, resource_id: str) -> Resource:
             entity_id=resource_id,
         )
         return resource
-    row, meta = load(ctx, mapping, resource_id)
+    row, meta = fast_load(ctx, mapping, resource_id)
     audit.record(
         ctx.session,
         ctx.principal.actor,
@@ -159,6 +160,76 @@ def read(ctx: Context, type_name: str, resource_id: str) -> Resource:
         patient_id=mapping.patient_of(row),
     )
     return mapping.to_fhir(row, meta)
+
+
+@cache
+def _read_statement(type_name: str, by_patient: bool) -> Any:
+    """The read of one row with its version and imported identifiers, built once.
+
+    The statement is reused across requests, so SQLAlchemy computes its cache key
+    once; rows come back as Core rows (no ORM objects), identifiers by an outer join.
+    """
+    mapping = REGISTRY[type_name]
+    if not isinstance(mapping, TableMapping):
+        raise TypeError(type_name)
+    table = cast(Table, mapping.model.__table__)
+    version = cast(Table, ResourceVersion.__table__)
+    idents = cast(Table, ExternalIdentifier.__table__)
+    fallback = mapping.updated_column()
+    last = (
+        func.coalesce(version.c.last_updated, fallback)
+        if fallback is not None
+        else version.c.last_updated
+    )
+    scope = (
+        mapping.patient_clause(bindparam("scope_id"))
+        if by_patient
+        else mapping.clinic_clause(bindparam("scope_id"))
+    )
+    return (
+        select(
+            table,
+            version.c.version.label("fhir_version"),
+            last.label("fhir_last_updated"),
+            idents.c.system.label("fhir_identifier_system"),
+            idents.c.value.label("fhir_identifier_value"),
+        )
+        .outerjoin(
+            version,
+            and_(version.c.table_name == mapping.table_name, version.c.row_id == table.c.id),
+        )
+        .outerjoin(
+            idents,
+            and_(idents.c.resource_type == mapping.type_name, idents.c.resource_id == table.c.id),
+        )
+        .where(table.c.id == bindparam("row_id"), scope)
+        .order_by(idents.c.id)
+    )
+
+
+def fast_load(ctx: Context, mapping: TableMapping, resource_id: str) -> tuple[Any, Meta]:
+    """Like :func:`load`, as a Core row in one round trip (the read path)."""
+    row_id = _row_id(resource_id)
+    rows: Sequence[Any] = []
+    if row_id is not None:
+        principal = ctx.principal
+        by_patient = principal.role == "patient" and mapping.in_patient_compartment
+        scope_id = (principal.patient_id or -1) if by_patient else principal.clinic_id
+        rows = ctx.session.execute(
+            _read_statement(mapping.type_name, by_patient),
+            {"row_id": row_id, "scope_id": scope_id},
+        ).all()
+    if not rows:
+        raise AccessDenied(
+            f"no such {mapping.type_name}", entity_type=mapping.type_name, entity_id=resource_id
+        )
+    first = rows[0]
+    identifiers = tuple(
+        (r.fhir_identifier_system, r.fhir_identifier_value)
+        for r in rows
+        if r.fhir_identifier_system is not None
+    )
+    return first, _meta(first, first.fhir_version, first.fhir_last_updated, identifiers)
 
 
 def search(
@@ -195,28 +266,60 @@ def search(
     return searchset(ctx.base_url, type_name, query, matches, included, total)
 
 
+def _core_rows(mapping: TableMapping, *extra: Any) -> Any:
+    """Core rows of a mapped table with ``fhir_version`` and ``fhir_last_updated``."""
+    table = cast(Table, mapping.model.__table__)
+    version = cast(Table, ResourceVersion.__table__)
+    fallback = mapping.updated_column()
+    last = (
+        func.coalesce(version.c.last_updated, fallback)
+        if fallback is not None
+        else version.c.last_updated
+    )
+    return select(
+        table,
+        version.c.version.label("fhir_version"),
+        last.label("fhir_last_updated"),
+        *extra,
+    ).outerjoin(
+        version, and_(version.c.table_name == mapping.table_name, version.c.row_id == table.c.id)
+    )
+
+
 def _search_rows(
     ctx: Context, mapping: TableMapping, query: SearchQuery
 ) -> tuple[list[Resource], int, list[Any]]:
     where = [mapping.scope_clause(ctx.principal), *query.clauses]
-    total = ctx.session.scalar(select(func.count()).select_from(mapping.model).where(*where)) or 0
+
+    def count() -> int:
+        return (
+            ctx.session.scalar(select(func.count()).select_from(mapping.model).where(*where)) or 0
+        )
+
     if query.summary_count or query.count == 0:
-        return [], total, []
+        return [], count(), []
     order = []
     for name, descending in query.sort:
         column = mapping.model.id if name == "_id" else mapping.last_updated_expr()
         order.append(column.desc() if descending else column.asc())
     order.append(mapping.model.id.asc())
-    found = ctx.session.execute(
-        _select_rows(mapping).where(*where).order_by(*order).limit(query.count).offset(query.offset)
+    # The total rides along with the page (a window count): one round trip, not two.
+    rows = ctx.session.execute(
+        _core_rows(mapping, func.count().over().label("fhir_total"))
+        .where(*where)
+        .order_by(*order)
+        .limit(query.count)
+        .offset(query.offset)
     ).all()
-    rows = [r[0] for r in found]
+    total = rows[0].fhir_total if rows else (count() if query.offset else 0)
     ids = identifiers_for(ctx.session, mapping.type_name, [r.id for r in rows])
     resources = [
-        mapping.to_fhir(row, _meta(row, version, last, ids.get(row.id, ())))
-        for row, version, last in found
+        mapping.to_fhir(
+            row, _meta(row, row.fhir_version, row.fhir_last_updated, ids.get(row.id, ()))
+        )
+        for row in rows
     ]
-    return resources, total, rows
+    return resources, total, list(rows)
 
 
 def _includes(
@@ -238,14 +341,15 @@ def _includes(
         if not wanted:
             continue
         result = ctx.session.execute(
-            _select_rows(target).where(
+            _core_rows(target).where(
                 target.model.id.in_(wanted), target.scope_clause(ctx.principal)
             )
         ).all()
-        ids = identifiers_for(ctx.session, target.type_name, [r[0].id for r in result])
-        for row, version, last in result:
+        ids = identifiers_for(ctx.session, target.type_name, [r.id for r in result])
+        for row in result:
             seen.add((target.type_name, str(row.id)))
-            found.append(target.to_fhir(row, _meta(row, version, last, ids.get(row.id, ()))))
+            meta = _meta(row, row.fhir_version, row.fhir_last_updated, ids.get(row.id, ()))
+            found.append(target.to_fhir(row, meta))
     return found
 
 
@@ -409,7 +513,7 @@ def create(
                 f"the conditional create criteria match more than one {mapping.type_name}"
             )
         if matches:
-            row, meta = load(ctx, mapping, str(matches[0].id))
+            row, meta = fast_load(ctx, mapping, str(matches[0].id))
             return 200, mapping.to_fhir(row, meta)
     try:
         with ctx.session.begin_nested():
@@ -423,7 +527,7 @@ def create(
         raise Conflict(
             f"the database refused this {mapping.type_name}: {_constraint(exc)}"
         ) from None
-    row, meta = load(ctx, mapping, str(row.id))
+    row, meta = fast_load(ctx, mapping, str(row.id))
     return 201, mapping.to_fhir(row, meta)
 
 
@@ -463,7 +567,7 @@ def update(
             ctx.session.flush()
     except IntegrityError as exc:
         raise Conflict(f"the database refused this {type_name}: {_constraint(exc)}") from None
-    row, meta = load(ctx, mapping, resource_id)
+    row, meta = fast_load(ctx, mapping, resource_id)
     return mapping.to_fhir(row, meta)
 
 

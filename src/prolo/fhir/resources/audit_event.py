@@ -27,6 +27,7 @@ from prolo.fhir import codes
 from prolo.fhir.resources.base import (
     READ,
     SEARCH,
+    Ident,
     Meta,
     Resource,
     TableMapping,
@@ -112,7 +113,7 @@ class AuditEventMapping(TableMapping):
     def updated_column(self) -> Any:
         return AuditEvent.recorded_at
 
-    def clinic_clause(self, clinic_id: int) -> ColumnElement[bool]:
+    def clinic_clause(self, clinic_id: Ident) -> ColumnElement[bool]:
         return AuditEvent.clinic_id == clinic_id
 
     def patient_of(self, row: Any) -> int | None:

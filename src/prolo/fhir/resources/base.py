@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Table, and_, func, literal, select
+from sqlalchemy import BindParameter, ColumnElement, Table, and_, func, literal, select
 from sqlalchemy.orm import Session
 
 from prolo.db import UTCDateTime
@@ -37,6 +37,8 @@ from prolo.security import audit
 from prolo.security.principal import Principal
 
 Resource = dict[str, Any]
+# An id in a scope clause: a value, or a bound parameter in a statement built once.
+Ident = int | BindParameter[Any]
 READ, SEARCH, CREATE, UPDATE = "read", "search-type", "create", "update"
 
 
@@ -173,7 +175,7 @@ class TableMapping(MappingBase):
         """The patient whose compartment the row is in (None outside any)."""
         return getattr(row, "patient_id", None)
 
-    def clinic_clause(self, clinic_id: int) -> ColumnElement[bool]:
+    def clinic_clause(self, clinic_id: Ident) -> ColumnElement[bool]:
         """Rows of one clinic."""
         if hasattr(self.model, "clinic_id"):
             return self.model.clinic_id == clinic_id  # type: ignore[no-any-return]
@@ -181,7 +183,7 @@ class TableMapping(MappingBase):
             select(Patient.id).where(Patient.clinic_id == clinic_id)
         )
 
-    def patient_clause(self, patient_id: int) -> ColumnElement[bool]:
+    def patient_clause(self, patient_id: Ident) -> ColumnElement[bool]:
         """Rows in one patient's compartment."""
         return self.model.patient_id == patient_id  # type: ignore[no-any-return]
 

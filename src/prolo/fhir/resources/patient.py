@@ -29,6 +29,7 @@ from prolo.fhir.resources.base import (
     SEARCH,
     UPDATE,
     Context,
+    Ident,
     Meta,
     Resource,
     TableMapping,
@@ -125,10 +126,10 @@ class PatientMapping(TableMapping):
     def patient_of(self, row: Any) -> int | None:
         return int(row.id)
 
-    def clinic_clause(self, clinic_id: int) -> ColumnElement[bool]:
+    def clinic_clause(self, clinic_id: Ident) -> ColumnElement[bool]:
         return Patient.clinic_id == clinic_id
 
-    def patient_clause(self, patient_id: int) -> ColumnElement[bool]:
+    def patient_clause(self, patient_id: Ident) -> ColumnElement[bool]:
         return Patient.id == patient_id
 
     def patients_clause(self, patient_ids: Any) -> ColumnElement[bool]:
