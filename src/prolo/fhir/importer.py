@@ -200,12 +200,14 @@ class Importer:
         source: str = "default",
         chunk: int = 500,
         progress: Progress | None = None,
+        validate: bool = False,
     ) -> None:
         self.factory = factory
         self.principal = principal
         self.source = source
         self.chunk = chunk
         self.progress = progress
+        self.validate = validate  # check each resource with the R4B models first (slower)
         self.report = ImportReport()
         self.resolved: dict[str, str] = {}
 
@@ -245,8 +247,9 @@ class Importer:
                     foreign_ids=True,
                 )
                 ctx.resolve_conditional = conditional_resolver(ctx)
+                known = self._already_imported(ctx, batch)
                 for item in batch:
-                    self._import_one(ctx, item)
+                    self._import_one(ctx, item, known)
                 if start == 0:
                     audit.record(
                         session,
@@ -258,7 +261,41 @@ class Importer:
                     )
             tick(min(1.0, (start + len(batch)) / max(1, len(items))))
 
-    def _import_one(self, ctx: Context, item: _Item) -> None:
+    def _already_imported(
+        self, ctx: Context, batch: list[_Item]
+    ) -> dict[tuple[str, str, str], int]:
+        """(type, system, value) -> row id for the batch's source keys imported before."""
+        keys = [
+            (self._type_of(item), key)
+            for item in batch
+            if (key := _source_key(item, self.source)) is not None
+        ]
+        values = sorted({key[1] for _kind, key in keys})
+        found: dict[tuple[str, str, str], int] = {}
+        for start in range(0, len(values), 500):
+            rows = ctx.session.execute(
+                select(
+                    ExternalIdentifier.resource_type,
+                    ExternalIdentifier.system,
+                    ExternalIdentifier.value,
+                    ExternalIdentifier.resource_id,
+                ).where(
+                    ExternalIdentifier.clinic_id == ctx.clinic_id,
+                    ExternalIdentifier.value.in_(values[start : start + 500]),
+                )
+            ).all()
+            for kind, system, value, resource_id in rows:
+                found[(kind, system, value)] = resource_id
+        return found
+
+    @staticmethod
+    def _type_of(item: _Item) -> str:
+        kind = str(item.resource.get("resourceType"))
+        return TRANSLATED.get(kind, kind)
+
+    def _import_one(
+        self, ctx: Context, item: _Item, known: dict[tuple[str, str, str], int]
+    ) -> None:
         resource = item.resource
         kind = str(resource.get("resourceType"))
         mapping = REGISTRY.get(TRANSLATED.get(kind, kind))
@@ -270,14 +307,7 @@ class Importer:
             return
         key = _source_key(item, self.source)
         if key is not None:
-            existing = ctx.session.scalar(
-                select(ExternalIdentifier.resource_id).where(
-                    ExternalIdentifier.clinic_id == ctx.clinic_id,
-                    ExternalIdentifier.resource_type == mapping.type_name,
-                    ExternalIdentifier.system == key[0],
-                    ExternalIdentifier.value == key[1],
-                )
-            )
+            existing = known.get((mapping.type_name, *key))
             if existing is not None:
                 self._remember(item, f"{mapping.type_name}/{existing}")
                 self.report.already[kind] += 1
@@ -285,10 +315,14 @@ class Importer:
         try:
             mapped = _translate(resource) if kind in TRANSLATED else dict(resource)
             mapped["identifier"] = _kept_identifiers(resource) if kind not in TRANSLATED else []
-            if mapping.type_name == "QuestionnaireResponse":
-                mapped.pop("identifier")
+            if self.validate:
+                service.validate_structure(resource, served_only=False)
             _status, created = service.create(
-                ctx, mapped, validate=False, source_identifiers=[key] if key else []
+                ctx,
+                mapped,
+                validate=False,
+                source_identifiers=[key] if key else [],
+                read_back=False,
             )
         except AppError as exc:
             self.report.failed[kind] += 1

@@ -58,7 +58,9 @@ def mapping_for(type_name: str) -> Mapping:
     return found
 
 
-def validate_structure(resource: Any, type_name: str | None = None) -> Resource:
+def validate_structure(
+    resource: Any, type_name: str | None = None, *, served_only: bool = True
+) -> Resource:
     """Check a resource against FHIR's structure rules (R4B models).
 
     Raises InvalidResource naming the first element that breaks them.
@@ -74,7 +76,8 @@ def validate_structure(resource: Any, type_name: str | None = None) -> Resource:
         raise InvalidResource(
             f"the body is a {kind}, but the URL names {type_name}", expression=["resourceType"]
         )
-    mapping_for(kind)
+    if served_only:
+        mapping_for(kind)
     try:
         get_fhir_model_class(kind).model_validate(resource)
     except ValidationError as exc:
@@ -493,6 +496,7 @@ def create(
     if_none_exist: str | None = None,
     validate: bool = True,
     source_identifiers: Sequence[tuple[str, str]] = (),
+    read_back: bool = True,
 ) -> tuple[int, Resource]:
     """``POST [base]/Type``: (201, created), or (200, existing) when a conditional create matches.
 
@@ -527,6 +531,8 @@ def create(
         raise Conflict(
             f"the database refused this {mapping.type_name}: {_constraint(exc)}"
         ) from None
+    if not read_back:  # the importer needs the new id only
+        return 201, {"resourceType": mapping.type_name, "id": str(row.id)}
     row, meta = fast_load(ctx, mapping, str(row.id))
     return 201, mapping.to_fhir(row, meta)
 
