@@ -10,6 +10,7 @@ equals the file's stem.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from datetime import date
@@ -171,19 +172,158 @@ class Effect(_Model):
         return self
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def sd_from_se(se: float, n: int) -> float:
+    """The standard deviation behind a group mean's standard error: ``se * sqrt(n)``.
+
+    Cochrane Handbook, "Obtaining standard deviations from standard errors and
+    confidence intervals for group means" (section 7.7.3.2 of version 5.1).
+    """
+    return se * math.sqrt(n)
+
+
+def sd_from_ci95(ci_low: float, ci_high: float, n: int) -> float:
+    """The standard deviation behind a 95% confidence interval of a group mean.
+
+    ``sqrt(n) * (ci_high - ci_low) / (2 * t)`` with ``t`` the 97.5% quantile of
+    Student's t on ``n - 1`` degrees of freedom (the Handbook's 3.92 is ``2 * 1.96``,
+    the large-sample limit; small trials need t).
+    """
+    from scipy import stats  # imported on use: loading the knowledge base stays light
+
+    t = float(stats.t.ppf(0.975, n - 1))
+    return math.sqrt(n) * (ci_high - ci_low) / (2 * t)
+
+
+SpreadSource = Literal["sd", "se", "ci95"]
+_SPREAD_KEYS = {"sd": ("sd",), "se": ("se",), "ci95": ("ci_low", "ci_high")}
+
+
 class ArmSummary(_Model):
+    """One arm's mean, spread and size exactly as the trial printed them.
+
+    ``sd_from`` says which spread was printed: ``sd`` (write ``sd``), ``se`` (write
+    ``se``, the standard error of the arm's mean) or ``ci95`` (write ``ci_low`` and
+    ``ci_high``, the 95% confidence interval of the arm's mean). For ``se`` and
+    ``ci95``, ``sd`` is derived here (:func:`sd_from_se`, :func:`sd_from_ci95`) and
+    must not be written in the file, so the file holds only printed numbers.
+    """
+
+    label: Text | None = None
     mean: float
-    sd: Annotated[float, Field(ge=0)]
+    sd: Annotated[float, Field(gt=0)]
     n: Annotated[int, Field(ge=1)]
+    sd_from: SpreadSource = "sd"
+    se: Annotated[float, Field(gt=0)] | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_sd(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        source = data.get("sd_from", "sd")
+        if source not in _SPREAD_KEYS:
+            return data  # the field's own check names the allowed values
+        for other, keys in _SPREAD_KEYS.items():
+            if other in (source, "sd"):
+                continue
+            given = [k for k in keys if data.get(k) is not None]
+            if given:
+                raise ValueError(f"sd_from {source!r} does not use {', '.join(given)}")
+        if source == "sd":
+            return data
+        missing = [k for k in _SPREAD_KEYS[source] if data.get(k) is None]
+        if missing:
+            raise ValueError(f"sd_from {source!r} needs {', '.join(missing)}")
+        n = data.get("n")
+        values = [data[k] for k in _SPREAD_KEYS[source]]
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 2):
+            if isinstance(n, int) and not isinstance(n, bool):
+                raise ValueError(f"sd_from {source!r} needs n of at least 2; got n={n}")
+            return data  # n's own check reports the wrong type
+        if not all(_number(v) for v in values):
+            return data
+        if source == "se":
+            derived = sd_from_se(float(values[0]), n)
+        else:
+            low, high = float(values[0]), float(values[1])
+            if not low < high:
+                raise ValueError("ci_low must be below ci_high")
+            mean = data.get("mean")
+            if isinstance(mean, int | float) and not low <= mean <= high:
+                raise ValueError(f"mean {mean} lies outside its interval {low} to {high}")
+            derived = sd_from_ci95(low, high, n)
+        # A dump of this model carries the derived sd; reading it back must agree.
+        given_sd = data.get("sd")
+        if given_sd is not None:
+            if not (_number(given_sd) and math.isclose(given_sd, derived, rel_tol=1e-9)):
+                raise ValueError(f"sd_from {source!r}: leave sd out, it is derived")
+        return {**data, "sd": derived}
+
+
+class Scale(_Model):
+    """The instrument's range, e.g. 0 to 100 for WOMAC on a 100-point scale."""
+
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scale:
+        if not self.low < self.high:
+            raise ValueError("low must be below high")
+        return self
 
 
 class Pooling(_Model):
-    """Arm-level numbers for the meta-analysis engine, with where they were read."""
+    """Arm-level numbers for the meta-analysis engine, with where they were read.
+
+    ``better`` says which direction of ``mean`` is good for the patient and ``kind``
+    whether the means are scores at follow-up or changes from baseline; all pooled
+    trials of one condition must agree on both (see ``Condition``), so the
+    standardized mean differences point the same way. ``url``, ``locator`` and
+    ``grade`` say where these numbers were read, which may be a different page
+    from the study's own (a results table, or a review's extraction).
+    """
 
     outcome: Text
+    better: Literal["higher", "lower"]
+    kind: Literal["score", "change"]
+    scale: Scale
     treatment: ArmSummary
     control: ArmSummary
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
     locator: Text
+    grade: SourceGrade
+
+    @model_validator(mode="after")
+    def _plausible(self) -> Pooling:
+        width = self.scale.high - self.scale.low
+        for name in ("treatment", "control"):
+            arm: ArmSummary = getattr(self, name)
+            if self.kind == "score":
+                low, high = self.scale.low, self.scale.high
+                # Bhatia-Davis: on [low, high] a variable with this mean cannot spread
+                # more than this (times the n / (n - 1) of a sample SD); a larger "SD"
+                # is a misprint or a different statistic.
+                limit = math.sqrt(max(arm.mean - low, 0.0) * max(high - arm.mean, 0.0))
+                if arm.n > 1:
+                    limit *= math.sqrt(arm.n / (arm.n - 1))
+            else:
+                low, high, limit = -width, width, width
+            if not low <= arm.mean <= high:
+                raise ValueError(f"{name}.mean {arm.mean} is outside {low} to {high}")
+            if arm.sd > limit:
+                raise ValueError(
+                    f"{name}.sd {arm.sd:.4g} is larger than a {self.kind} with mean "
+                    f"{arm.mean} on {self.scale.low} to {self.scale.high} can have "
+                    f"({limit:.4g})"
+                )
+        return self
 
 
 class Study(_Model):
@@ -344,6 +484,15 @@ class Condition(_Model):
         grade = info.data.get("evidence_grade")
         if grade is not None and grade != "insufficient" and not value:
             raise ValueError(f"evidence_grade {grade!r} needs at least one study")
+        # Pooled effects are "prolotherapy minus comparator": they point the same way
+        # only if every pooled trial's outcome does, and SMDs of changes and of
+        # follow-up scores do not mix.
+        pooled = [s for s in value if s.design == "rct" and s.pooling is not None]
+        for attr in ("better", "kind"):
+            seen = {getattr(s.pooling, attr) for s in pooled}
+            if len(seen) > 1:
+                named = ", ".join(f"{s.id}: {getattr(s.pooling, attr)}" for s in pooled)
+                raise ValueError(f"pooling.{attr} differs between trials ({named})")
         return value
 
     @field_validator("claims")
