@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy.orm import Session
 
 from prolo.clinic.models import Clinic, Practitioner, Room
-from prolo.courses.models import Procedure, TreatmentCourse
+from prolo.courses.models import Consent, Procedure, TreatmentCourse
 from prolo.patients.models import Allergy, Diagnosis, Medication, Patient
 from prolo.portal.models import QuestionnaireResponse, Score
-from prolo.scheduling.models import Appointment
+from prolo.scheduling.models import Appointment, WorkingHours
 from prolo.security.models import User
 from tests.factories import (
     make_clinic,
@@ -42,6 +42,7 @@ class World:
     response: QuestionnaireResponse
     score: Score
     procedure: Procedure
+    consent: Consent
     admin: User
     clinician: User
     headers: dict[str, str]  # clinician, fhir + write
@@ -190,6 +191,29 @@ def build_world(session: Session) -> World:
             },
         ),
     )
+    consent = add(
+        session,
+        Consent(
+            clinic_id=clinic.id,
+            course_id=course.id,
+            patient_id=patient.id,
+            signed_at=NOW - dt.timedelta(days=60),
+            recorded_by_user_id=clinician.id,
+            recorded_by_name="Test clinician",
+            text_version="2026-11-v1",
+            items=["not-fda-approved", "pain-flare"],
+        ),
+    )
+    for weekday in range(7):  # the practitioner works every day, all day (clinic time)
+        add(
+            session,
+            WorkingHours(
+                practitioner_id=practitioner.id,
+                weekday=weekday,
+                starts_local=dt.time(0, 0),
+                ends_local=dt.time(23, 45),
+            ),
+        )
     return World(
         clinic=clinic,
         practitioner=practitioner,
@@ -204,6 +228,7 @@ def build_world(session: Session) -> World:
         response=response,
         score=score,
         procedure=procedure,
+        consent=consent,
         admin=admin,
         clinician=clinician,
         headers=fhir_token(session, clinician, "fhir", "write"),

@@ -28,6 +28,8 @@ TYPES = {
     "Procedure": "procedure",
     "QuestionnaireResponse": "response",
     "Observation": "score",
+    "Consent": "consent",
+    "Schedule": "practitioner",
 }
 
 
@@ -103,6 +105,7 @@ def test_search_by_patient_returns_a_searchset_with_total(client: TestClient, wo
         "Procedure",
         "QuestionnaireResponse",
         "Observation",
+        "Consent",
     ):
         r = client.get(
             f"/fhir/{type_name}", params={"patient": world.patient.id}, headers=world.headers

@@ -141,11 +141,8 @@ def test_chart_entries_and_courses_round_trip(client: TestClient, world: World) 
     plan = client.get(f"/fhir/CarePlan/{world.course.id}", headers=world.headers).json()
     plan.pop("id")
     plan.pop("meta")
-    plan["status"] = "revoked"
-    plan["activity"][0]["detail"]["status"] = "stopped"
-    plan["activity"][0]["detail"]["statusReason"] = codes.concept(
-        codes.PROLO_STOP_REASON, "patient_choice"
-    )
+    plan.pop("period")  # a new course has not started
+    plan["activity"][0]["detail"]["status"] = "not-started"
     for resource in (allergy, medication, plan):
         r = client.post(f"/fhir/{resource['resourceType']}", json=resource, headers=world.headers)
         assert r.status_code == 201, r.text
@@ -155,6 +152,7 @@ def test_chart_entries_and_courses_round_trip(client: TestClient, world: World) 
             if key in resource:
                 assert created[key] == resource[key], key
     bad_plan = {**plan, "status": "revoked"}
+    plan["activity"][0]["detail"]["status"] = "stopped"
     bad_plan["activity"] = [{"detail": {**plan["activity"][0]["detail"], "statusReason": None}}]
     del bad_plan["activity"][0]["detail"]["statusReason"]
     r = client.post("/fhir/CarePlan", json=bad_plan, headers=world.headers)

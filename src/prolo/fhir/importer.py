@@ -52,6 +52,9 @@ UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 PRIVATE_IDENTIFIER_TYPES = frozenset({"SS", "DL", "PPN", "TAX", "SB", "DR"})
 PRIVATE_IDENTIFIER_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/us-ssn"})
 TRANSLATED = {"MedicationRequest": "MedicationStatement"}
+# Served and writable, but not taken from files: a past visit cannot be booked, and a
+# calendar is not something to copy from another system.
+NOT_FROM_FILES = frozenset({"Appointment"})
 _ORDER = {
     name: i for i, name in enumerate((*WRITE_ORDER[:5], "MedicationRequest", *WRITE_ORDER[5:]))
 }
@@ -302,7 +305,7 @@ class Importer:
         if mapping is None:
             self.report.unknown[kind] += 1
             return
-        if not mapping.supports(CREATE):
+        if not mapping.supports(CREATE) or mapping.type_name in NOT_FROM_FILES:
             self.report.not_imported[kind] += 1
             return
         key = _source_key(item, self.source)

@@ -56,6 +56,7 @@ TRACKED_TABLES: frozenset[str] = frozenset(
         "appointment",
         "questionnaire_response",
         "score",
+        "consent",
     }
 )
 

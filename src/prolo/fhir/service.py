@@ -451,7 +451,7 @@ def remember_identifiers(
     """Keep the identifiers a resource arrived with (for conditional create and re-import)."""
     own_mrn = codes.mrn_system(ctx.clinic_id)
     for system, value in pairs:
-        if not system or not value or system == own_mrn or system == codes.NPI:
+        if not system or not value or system in (own_mrn, codes.NPI, codes.QR_IDEMPOTENCY):
             continue
         exists = ctx.session.scalar(
             select(ExternalIdentifier.resource_id).where(

@@ -13,6 +13,7 @@ from prolo.fhir.resources import (
     audit_event,
     care_plan,
     condition,
+    consent,
     location,
     medication_statement,
     observation,
@@ -21,6 +22,8 @@ from prolo.fhir.resources import (
     procedure,
     questionnaire,
     questionnaire_response,
+    schedule,
+    slot,
 )
 from prolo.fhir.resources.base import DataMapping, TableMapping
 
@@ -36,6 +39,9 @@ REGISTRY: dict[str, Mapping] = {
         allergy_intolerance,
         medication_statement,
         care_plan,
+        consent,
+        schedule,
+        slot,
         appointment,
         procedure,
         questionnaire,

@@ -61,6 +61,7 @@ FHIR_ENTITIES = frozenset(
         "Procedure",
         "QuestionnaireResponse",
         "Observation",
+        "Consent",
     }
 )
 

@@ -19,7 +19,8 @@ versioned.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
@@ -28,7 +29,7 @@ from sqlalchemy import BindParameter, ColumnElement, Table, and_, func, literal,
 from sqlalchemy.orm import Session
 
 from prolo.db import UTCDateTime
-from prolo.errors import Forbidden
+from prolo.errors import AppError, Forbidden
 from prolo.fhir.errors import CodeInvalid, InvalidResource, NotAllowed, Unprocessable
 from prolo.fhir.models import ExternalIdentifier, ResourceVersion
 from prolo.fhir.search import Param, SearchQuery, date_param, id_param
@@ -371,6 +372,25 @@ def pydantic_problem(
     loc = str(first["loc"][0]) if first["loc"] else message.split(" ", 1)[0]
     element = fields.get(loc, default or type_name)
     return Unprocessable(f"{element}: {message}", expression=[element])
+
+
+@contextmanager
+def named_fields(fields: Mapping[str, str]) -> Iterator[None]:
+    """Rename the fields a domain service's ValidationFailed names to FHIR element paths."""
+    try:
+        yield
+    except AppError as exc:
+        for error in exc.errors:
+            error["field"] = _fhir_path(error.get("field"), fields) or error.get("field", "")
+        exc.field = _fhir_path(exc.field, fields) or exc.field
+        raise
+
+
+def _fhir_path(field: str | None, fields: Mapping[str, str]) -> str | None:
+    """``answers.pain-nrs`` -> the element ``answers`` maps to; None when unmapped."""
+    if field is None:
+        return None
+    return fields.get(field) or fields.get(field.split(".")[0])
 
 
 def check_code(value: Any, allowed: Sequence[str], *, path: str) -> None:

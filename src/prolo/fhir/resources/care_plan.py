@@ -13,8 +13,10 @@ See: https://hl7.org/fhir/R4/careplan.html
   (``count``) and the interval in weeks (``period``..``periodMax``, unit ``wk``);
   ``productCodeableConcept.text`` the injectate.
 
-No course service exists yet (issue 5 is building it), so writes are made here,
-checked against the same rules the table enforces, and audited.
+Writes go through :mod:`prolo.courses.service`: a create plans a course from the
+condition's protocol (figures the CarePlan leaves out come from the protocol; those a
+protocol does not publish must be given); an update edits the plan and moves the
+status on (starting a course needs consent on file; stopping it needs a reason).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, false, func
 
-from prolo.clinic.models import Practitioner
 from prolo.courses.models import STOP_REASONS, TreatmentCourse
 from prolo.fhir import codes
 from prolo.fhir.errors import Unprocessable
@@ -33,16 +35,18 @@ from prolo.fhir.resources.base import (
     Meta,
     Resource,
     TableMapping,
-    audit_write,
     check_patient_writable,
     concept_text,
-    fhir_date,
     first_coding,
     identifier_list,
     optional_reference,
     put,
+    pydantic_problem,
     ref,
     referenced_id,
+)
+from prolo.fhir.resources.base import (
+    named_fields as _named,
 )
 from prolo.fhir.search import Param, date_param, reference_param, split_token
 from prolo.patients.models import Diagnosis
@@ -148,6 +152,7 @@ class CarePlanMapping(TableMapping):
         return resource
 
     def _values(self, ctx: Context, resource: Resource) -> dict[str, Any]:
+        """What the resource says, in prolo's terms (figures left out are None)."""
         from prolo.knowledge.loader import load_conditions
 
         patient_id = referenced_id(ctx, resource.get("subject"), "Patient", path="CarePlan.subject")
@@ -175,39 +180,32 @@ class CarePlanMapping(TableMapping):
                 expression=["CarePlan.category"],
             )
         practitioner_id = optional_reference(ctx, resource, "author", "Practitioner")
-        if practitioner_id is not None:
-            practitioner = ctx.session.get(Practitioner, practitioner_id)
-            if practitioner is None or practitioner.clinic_id != ctx.clinic_id:
-                raise Unprocessable(
-                    "CarePlan.author refers to a Practitioner that does not exist here",
-                    expression=["CarePlan.author"],
-                )
         activities = [a for a in resource.get("activity") or [] if isinstance(a, dict)]
         detail = (activities[0].get("detail") if activities else None) or {}
         repeat = ((detail.get("scheduledTiming") or {}).get("repeat")) or {}
-        sessions: Any = repeat.get("count")
-        low: Any = repeat.get("period")
-        high: Any = repeat.get("periodMax", low)
-        if repeat.get("periodUnit") != "wk" or not all(
-            isinstance(v, int | float) and float(v).is_integer() for v in (sessions, low, high)
+        figures: dict[str, Any] = {}
+        for key, name in (
+            ("count", "planned_sessions"),
+            ("period", "interval_weeks_min"),
+            ("periodMax", "interval_weeks_max"),
         ):
+            value = repeat.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, int | float) or not float(value).is_integer():
+                raise Unprocessable(
+                    f"CarePlan.activity.detail.scheduledTiming.repeat.{key} must be whole",
+                    expression=["CarePlan.activity.detail.scheduledTiming"],
+                )
+            figures[name] = int(value)
+        if repeat and repeat.get("periodUnit", "wk") != "wk":
             raise Unprocessable(
-                "CarePlan.activity.detail.scheduledTiming.repeat needs count, period and "
-                "periodMax in whole weeks (periodUnit wk)",
+                "the session interval is in weeks (periodUnit wk)",
                 expression=["CarePlan.activity.detail.scheduledTiming"],
             )
-        if not 1 <= int(sessions) <= 20 or int(low) < 1 or int(high) < int(low):
-            raise Unprocessable(
-                "a course has 1 to 20 sessions and an interval of at least one week",
-                expression=["CarePlan.activity.detail.scheduledTiming"],
-            )
-        injectate = concept_text(detail.get("productCodeableConcept"))
-        if not injectate:
-            raise Unprocessable(
-                "CarePlan.activity.detail.productCodeableConcept names the injectate",
-                expression=["CarePlan.activity.detail.productCodeableConcept"],
-            )
-        status = FROM_FHIR.get((str(resource.get("status")), str(detail.get("status"))))
+        if "interval_weeks_min" in figures and "interval_weeks_max" not in figures:
+            figures["interval_weeks_max"] = figures["interval_weeks_min"]
+        status = FROM_FHIR.get((str(resource.get("status")), str(detail.get("status", ""))))
         if status is None:
             raise Unprocessable(
                 "CarePlan.status with activity.detail.status has no counterpart in prolo "
@@ -226,7 +224,6 @@ class CarePlanMapping(TableMapping):
                 f"{codes.PROLO_STOP_REASON} ({', '.join(STOP_REASONS)}), and only it has one",
                 expression=["CarePlan.activity.detail.statusReason"],
             )
-        period = resource.get("period") or {}
         return {
             "patient_id": patient_id,
             "practitioner_id": practitioner_id,
@@ -234,46 +231,88 @@ class CarePlanMapping(TableMapping):
             "condition_id": condition_id,
             "status": status,
             "stop_reason": stop_reason,
-            "planned_sessions": int(sessions),
-            "interval_weeks_min": int(low),
-            "interval_weeks_max": int(high),
-            "injectate": injectate[:200],
-            "started_on": fhir_date(period.get("start"), path="CarePlan.period.start"),
-            "ended_on": fhir_date(period.get("end"), path="CarePlan.period.end"),
+            "injectate": concept_text(detail.get("productCodeableConcept")),
+            **figures,
         }
 
     def create(self, ctx: Context, resource: Resource) -> Any:
+        """Plan a course (through the courses service); figures left out come from the protocol."""
+        from prolo.courses import service as courses
+        from prolo.courses.schemas import CourseIn
+
         values = self._values(ctx, resource)
-        row = TreatmentCourse(clinic_id=ctx.clinic_id, **values)
-        ctx.session.add(row)
-        ctx.session.flush()
-        audit_write(
-            ctx,
-            action="C",
-            event="course.create",
-            entity_type="CarePlan",
-            entity_id=row.id,
-            patient_id=row.patient_id,
-        )
-        return row
+        if values["status"] != "planned":
+            raise Unprocessable(
+                "a new CarePlan starts planned (status active, activity not-started); it "
+                "moves on with consent and sessions, or by an update",
+                expression=["CarePlan.status"],
+            )
+        fields = ("patient_id", "condition_id", "diagnosis_id", "practitioner_id", *PLAN_FIELDS)
+        try:
+            data = CourseIn(**{k: values.get(k) for k in fields})
+        except ValidationError as exc:
+            raise pydantic_problem("CarePlan", exc, _FIELDS) from None
+        with _named(_FIELDS):
+            return courses.plan_course(session=ctx.session, principal=ctx.principal, data=data)
 
     def update(self, ctx: Context, row: Any, resource: Resource) -> Any:
+        """Edit the plan and move the status on, through the courses service."""
+        from prolo.courses import service as courses
+        from prolo.courses.schemas import CourseStatusIn, CourseUpdate
+
         values = self._values(ctx, resource)
-        if values["patient_id"] != row.patient_id:
-            raise Unprocessable(
-                "CarePlan.subject cannot move to another patient", expression=["CarePlan.subject"]
-            )
-        for key, value in values.items():
-            setattr(row, key, value)
-        audit_write(
-            ctx,
-            action="U",
-            event="course.update",
-            entity_type="CarePlan",
-            entity_id=row.id,
-            patient_id=row.patient_id,
-        )
+        for key, element in (
+            ("patient_id", "subject"),
+            ("condition_id", "category"),
+            ("diagnosis_id", "addresses"),
+        ):
+            if values[key] != getattr(row, key) and not (
+                key == "diagnosis_id" and values[key] is None
+            ):
+                raise Unprocessable(
+                    f"CarePlan.{element} cannot change; plan a new course instead",
+                    expression=[f"CarePlan.{element}"],
+                )
+        changes = {
+            k: values[k]
+            for k in ("practitioner_id", *PLAN_FIELDS)
+            if values.get(k) is not None and values[k] != getattr(row, k)
+        }
+        with _named(_FIELDS):
+            if changes:
+                try:
+                    edit = CourseUpdate(**changes)
+                except ValidationError as exc:
+                    raise pydantic_problem("CarePlan", exc, _FIELDS) from None
+                courses.update_course(
+                    session=ctx.session, principal=ctx.principal, course_id=row.id, data=edit
+                )
+            if values["status"] != row.status:
+                try:
+                    move = CourseStatusIn(
+                        status=values["status"], stop_reason=values["stop_reason"]
+                    )
+                except ValidationError as exc:
+                    raise pydantic_problem("CarePlan", exc, _FIELDS) from None
+                courses.change_course_status(
+                    session=ctx.session, principal=ctx.principal, course_id=row.id, data=move
+                )
         return row
+
+
+PLAN_FIELDS = ("planned_sessions", "interval_weeks_min", "interval_weeks_max", "injectate")
+_FIELDS = {
+    "patient_id": "CarePlan.subject",
+    "condition_id": "CarePlan.category",
+    "diagnosis_id": "CarePlan.addresses",
+    "practitioner_id": "CarePlan.author",
+    "planned_sessions": "CarePlan.activity.detail.scheduledTiming.repeat.count",
+    "interval_weeks_min": "CarePlan.activity.detail.scheduledTiming.repeat.period",
+    "interval_weeks_max": "CarePlan.activity.detail.scheduledTiming.repeat.periodMax",
+    "injectate": "CarePlan.activity.detail.productCodeableConcept",
+    "status": "CarePlan.status",
+    "stop_reason": "CarePlan.activity.detail.statusReason",
+}
 
 
 MAPPING = CarePlanMapping()

@@ -11,8 +11,13 @@ portal stored one, as ``identifier``.
 prolo stores each answer as the item's ordinal (``{linkId: value}``): a ``choice``
 answer becomes the ``valueCoding`` whose ordinal it is, an ``integer`` item a
 ``valueInteger``, a ``decimal`` item a ``valueDecimal``; a blank answer is left out.
-Read and search only until the portal's submission service (which scores a response
-in the same transaction) lands.
+A create goes through :func:`prolo.portal.service.submit_response`, which checks each
+answer against the instrument and stores a completed response with its scores in the
+same transaction: ``valueCoding`` answers become their ordinals, numbers stay numbers,
+the ``questionnaire`` canonical names the instrument, ``basedOn`` the course, the
+timepoint extension the timepoint (default ``ad_hoc``); an identifier in
+``.../sid/questionnaire-response-key`` is the submission key, so a retry is not stored
+twice. Responses are not updated through FHIR (the portal keeps drafts).
 """
 
 from __future__ import annotations
@@ -21,19 +26,27 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, false
 
 from prolo.fhir import codes
+from prolo.fhir.errors import Unprocessable
 from prolo.fhir.resources.base import (
+    CREATE,
     READ,
     SEARCH,
+    Context,
     Meta,
     Resource,
     TableMapping,
+    fhir_datetime,
     identifier_list,
     instant,
+    named_fields,
     put,
+    pydantic_problem,
     ref,
+    referenced_id,
 )
 from prolo.fhir.search import Param, code_param, date_param, reference_param
 from prolo.portal.models import QuestionnaireResponse
@@ -99,8 +112,9 @@ def _questionnaire(value: str, modifier: str | None) -> ColumnElement[bool]:
 class QuestionnaireResponseMapping(TableMapping):
     type_name = "QuestionnaireResponse"
     model = QuestionnaireResponse
-    interactions = frozenset({READ, SEARCH})
-    documentation = "One answered outcome instrument."
+    interactions = frozenset({READ, SEARCH, CREATE})
+    writers = frozenset({"admin", "clinician", "patient"})
+    documentation = "One answered outcome instrument (a create is scored at once)."
 
     def search_params(self) -> Sequence[Param]:
         return (
@@ -147,6 +161,112 @@ class QuestionnaireResponseMapping(TableMapping):
                 items.append({"linkId": str(link_id), "answer": [found]})
         put(resource, "item", items)
         return resource
+
+    def create(self, ctx: Context, resource: Resource) -> Any:
+        """Submit (and score) through the portal service."""
+        from prolo.fhir.resources.questionnaire import by_url
+        from prolo.portal import service as portal
+        from prolo.portal.schemas import ResponseIn
+
+        patient_id = referenced_id(
+            ctx, resource.get("subject"), "Patient", path="QuestionnaireResponse.subject"
+        )
+        canonical = str(resource.get("questionnaire") or "").split("|")[0]
+        questionnaire = by_url().get(canonical)
+        if questionnaire is None:
+            raise Unprocessable(
+                "QuestionnaireResponse.questionnaire must be the canonical URL of one of "
+                "this server's Questionnaires",
+                expression=["QuestionnaireResponse.questionnaire"],
+            )
+        instrument_id = str(questionnaire["id"])
+        answers: dict[str, Any] = {}
+        for index, item in enumerate(iter_answer_items(resource.get("item") or [])):
+            link_id = str(item.get("linkId"))
+            values = [a for a in item.get("answer") or [] if isinstance(a, dict)]
+            answers[link_id] = (
+                ordinal(instrument_id, link_id, values[0], index=index) if values else None
+            )
+        course_id = None
+        for reference in resource.get("basedOn") or []:
+            course_id = referenced_id(
+                ctx, reference, "CarePlan", path="QuestionnaireResponse.basedOn"
+            )
+        timepoint = next(
+            (
+                e.get("valueCode")
+                for e in resource.get("extension") or []
+                if isinstance(e, dict) and e.get("url") == codes.PROLO_TIMEPOINT_EXT
+            ),
+            "ad_hoc",
+        )
+        raw_ident = resource.get("identifier")
+        ident: dict[str, Any] = raw_ident if isinstance(raw_ident, dict) else {}
+        key = ident.get("value") if ident.get("system") == codes.QR_IDEMPOTENCY else None
+        try:
+            data = ResponseIn(
+                answers=answers,
+                instrument_id=instrument_id,
+                timepoint=timepoint,
+                status=resource.get("status"),
+                course_id=course_id,
+                authored_at=fhir_datetime(
+                    resource.get("authored"), path="QuestionnaireResponse.authored"
+                ),
+                idempotency_key=key,
+            )
+        except ValidationError as exc:
+            raise pydantic_problem("QuestionnaireResponse", exc, _FIELDS) from None
+        with named_fields(_FIELDS):
+            submitted = portal.submit_response(
+                session=ctx.session, principal=ctx.principal, patient_id=patient_id, data=data
+            )
+        return submitted.response
+
+
+_FIELDS = {
+    "answers": "QuestionnaireResponse.item",
+    "instrument_id": "QuestionnaireResponse.questionnaire",
+    "timepoint": "QuestionnaireResponse.extension",
+    "status": "QuestionnaireResponse.status",
+    "course_id": "QuestionnaireResponse.basedOn",
+    "authored_at": "QuestionnaireResponse.authored",
+    "idempotency_key": "QuestionnaireResponse.identifier",
+}
+
+
+def iter_answer_items(items: list[Any]) -> Any:
+    """Answered items at any depth (groups hold items of their own)."""
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("answer"):
+            yield item
+        yield from iter_answer_items(item.get("item") or [])
+
+
+def ordinal(instrument_id: str, link_id: str, value: dict[str, Any], *, index: int) -> Any:
+    """The stored value of one FHIR answer: a coding's ordinal, or the number itself."""
+    kind, options = answer_map(instrument_id).get(link_id, ("", {}))
+    path = f"QuestionnaireResponse.item[{index}].answer"
+    if "valueCoding" in value:
+        coding = value["valueCoding"] or {}
+        for number, option in options.items():
+            if option["code"] == str(coding.get("code")) and option["system"] in (
+                coding.get("system"),
+                "",
+            ):
+                return number
+        raise Unprocessable(
+            f"{link_id}: answer code {coding.get('code')!r} is not an option of this item",
+            expression=[path],
+        )
+    for key in ("valueInteger", "valueDecimal"):
+        if key in value:
+            return value[key]
+    raise Unprocessable(
+        f"{link_id}: answers are valueCoding, valueInteger or valueDecimal", expression=[path]
+    )
 
 
 MAPPING = QuestionnaireResponseMapping()
