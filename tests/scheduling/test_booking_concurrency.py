@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +22,7 @@ from prolo.patients.models import Patient
 from prolo.scheduling import service
 from prolo.scheduling.models import Appointment, WorkingHours
 from prolo.scheduling.schemas import AppointmentIn
-from prolo.security.models import ApiToken, User, WebSession
+from prolo.security.models import ApiToken, AuditEvent, AuditHead, User, WebSession
 from prolo.security.principal import Principal
 from tests.factories import (
     make_clinic,
@@ -51,6 +51,9 @@ class Committed:
 def committed(engine: Engine) -> Iterator[Committed]:
     """A clinic committed to the shared database (threads must see it), removed afterwards."""
     factory = sessionmaker(bind=engine, expire_on_commit=False)
+    with factory() as session:
+        last_entry = session.scalar(select(func.max(AuditEvent.id))) or 0
+        heads = {h.id: (h.last_id, h.last_hash) for h in session.scalars(select(AuditHead))}
     with factory() as session, session.begin():
         clinic = make_clinic(session, "Race Clinic")
         practitioners = [make_practitioner(session, clinic) for _ in range(RACERS)]
@@ -80,7 +83,16 @@ def committed(engine: Engine) -> Iterator[Committed]:
         session.execute(delete(Practitioner).where(Practitioner.clinic_id == data.clinic_id))
         session.execute(delete(Room).where(Room.clinic_id == data.clinic_id))
         session.execute(delete(Clinic).where(Clinic.id == data.clinic_id))
-    # Audit rows stay: the log is append-only and its chain must keep verifying.
+        # The test's audit entries go too, and each chain lane's head goes back to where
+        # it was: the log is then exactly as before, and its chain verifies.
+        session.execute(delete(AuditEvent).where(AuditEvent.id > last_entry))
+        session.execute(delete(AuditHead).where(AuditHead.id.not_in(list(heads) or [0])))
+        for lane, (last_id, last_hash) in heads.items():
+            session.execute(
+                update(AuditHead)
+                .where(AuditHead.id == lane)
+                .values(last_id=last_id, last_hash=last_hash)
+            )
 
 
 def _slot(days_ahead: int = 3) -> dt.datetime:
