@@ -375,9 +375,12 @@ def _batch_holds(rows: Sequence[Any], computed: list[str], lanes: Lanes) -> bool
         for row in rows:
             groups.setdefault(row[1], []).append(row)  # type: ignore[attr-defined]
     for lane, group in groups.items():
-        ids, _, links, prevs, hashes, _ = zip(*group, strict=True)
         last_id, last_hash = lanes.get(lane, (0, GENESIS))
-        if links != (last_id, *ids[:-1]) or prevs != (last_hash, *hashes[:-1]):
+        ids = [r[0] for r in group]
+        if [r[2] for r in group] != [last_id, *ids[:-1]]:
+            return False
+        hashes = [r[4] for r in group]
+        if [r[3] for r in group] != [last_hash, *hashes[:-1]]:
             return False
     return True
 
