@@ -55,11 +55,7 @@ class ConsentMissing(Conflict):
 
 
 def _visible(principal: Principal, course: TreatmentCourse) -> bool:
-    if principal.role == "patient":
-        return principal.patient_id == course.patient_id
-    if principal.role in STAFF:
-        return principal.clinic_id == course.clinic_id
-    return False
+    return principal.may_see(clinic_id=course.clinic_id, patient_id=course.patient_id)
 
 
 def access_course_by_id(

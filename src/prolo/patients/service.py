@@ -21,11 +21,7 @@ CHART_READERS = CLINICAL  # front desk sees demographics, not the clinical chart
 
 
 def _visible(principal: Principal, patient: Patient) -> bool:
-    if principal.role == "patient":
-        return principal.patient_id == patient.id
-    if principal.role in STAFF:
-        return principal.clinic_id == patient.clinic_id
-    return False  # researchers see de-identified data only, never a chart
+    return principal.may_see(clinic_id=patient.clinic_id, patient_id=patient.id)
 
 
 def access_patient_by_id(

@@ -541,11 +541,7 @@ def _day_intervals(days: Iterable[dt.date], zone: ZoneInfo) -> list[Interval]:
 
 
 def _visible(principal: Principal, appointment: Appointment) -> bool:
-    if principal.role == "patient":
-        return principal.patient_id == appointment.patient_id
-    if principal.role in STAFF:
-        return principal.clinic_id == appointment.clinic_id
-    return False
+    return principal.may_see(clinic_id=appointment.clinic_id, patient_id=appointment.patient_id)
 
 
 def access_appointment_by_id(

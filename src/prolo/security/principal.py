@@ -29,6 +29,18 @@ class Principal:
     def is_staff(self) -> bool:
         return self.role in STAFF
 
+    def may_see(self, *, clinic_id: int, patient_id: int) -> bool:
+        """Whether a record of ``patient_id`` at ``clinic_id`` is visible to this principal.
+
+        A patient sees only their own records, staff only their own clinic's, and a
+        researcher no identified record at all (de-identified exports only).
+        """
+        if self.role == "patient":
+            return self.patient_id == patient_id
+        if self.role in STAFF:
+            return self.clinic_id == clinic_id
+        return False
+
     @property
     def actor(self) -> Actor:
         return Actor(
