@@ -340,6 +340,8 @@ class Importer:
 
 
 def _reason(exc: AppError) -> str:
-    """The reason without the values that may identify a patient (ids, codes stay)."""
+    """The reason with record ids left out, so the same problem counts once (codes stay)."""
     text = re.sub(r"urn:uuid:[0-9a-fA-F-]{36}", "urn:uuid:…", exc.detail)
-    return re.sub(r"/[0-9a-fA-F-]{36}", "/…", text)[:200]
+    text = re.sub(r"/[0-9a-fA-F-]{36}", "/…", text)
+    text = re.sub(r"(identifier \S+)\|\S+", r"\1|…", text)  # identifier values (MRNs)
+    return re.sub(r"\b([A-Z][A-Za-z]+)/[A-Za-z0-9.-]{1,64}\b", r"\1/…", text)[:200]

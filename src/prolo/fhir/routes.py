@@ -8,12 +8,15 @@ Route order matters: the fixed paths come before ``/fhir/{type}``.
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request, Response
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
 
-from prolo.errors import Unauthenticated
+from prolo.errors import TooManyRequests, Unauthenticated
 from prolo.fhir import bulk, bundle, service
 from prolo.fhir.capability import capability_statement
 from prolo.fhir.errors import (
@@ -34,20 +37,50 @@ from prolo.web import DbSession, policy
 _NO_DATABASE = frozenset({"metadata", "unknown"})
 
 
+# One SQLite writer at a time in this process, queued on a lock rather than in SQLite's
+# busy handler, which sleeps in growing steps (up to 100 ms) and so adds a long tail to
+# every request that had to wait. Released when the request's transaction ends.
+_SQLITE_WRITER = threading.Lock()
+_WRITER_WAIT_SECONDS = 30
+
+
+def _hold_sqlite_writer(session: Session) -> None:
+    if not _SQLITE_WRITER.acquire(timeout=_WRITER_WAIT_SECONDS):
+        raise TooManyRequests("the database is busy; try again shortly")
+    released = False
+
+    def release(_session: Session, transaction: SessionTransaction) -> None:
+        nonlocal released
+        if transaction.parent is None and not released:
+            released = True  # the listener stays (removing it mid-dispatch is not allowed)
+            _SQLITE_WRITER.release()
+
+    event.listen(session, "after_transaction_end", release)
+    try:
+        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+    except BaseException:
+        if not released:
+            released = True
+            event.remove(session, "after_transaction_end", release)
+            _SQLITE_WRITER.release()
+        raise
+
+
 def _unit_of_work(request: Request, session: DbSession) -> None:
     """Register the session for rollback on error; on SQLite, take the write lock first.
 
     Every FHIR interaction writes (at least its audit row), and a SQLite transaction
     that starts as a reader cannot always become a writer when another connection has
     written meanwhile: it fails at once instead of waiting. Beginning with the write
-    lock makes concurrent requests queue (up to the busy timeout) instead.
+    lock makes concurrent requests queue instead (in this process on a lock, across
+    processes in SQLite's busy handler).
     """
     remember_session(request, session)
     route = request.scope.get("route")
     if getattr(route, "name", "") in _NO_DATABASE:
         return
     if session.get_bind().dialect.name == "sqlite":
-        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
+        _hold_sqlite_writer(session)
 
 
 # Every route shares the request's session (dependencies are cached per request), and
