@@ -210,6 +210,20 @@ if __name__ == "__main__":
                     select(Patient.id).where(Patient.clinic_id == clinic_id).order_by(Patient.id)
                 )
             )
+            # Patients of their own for the bookings, so none clashes with a demo visit.
+            fresh = [
+                Patient(
+                    clinic_id=clinic_id,
+                    mrn=f"LOAD{n:05d}",
+                    given_name="Load",
+                    family_name=f"Booking {n}",
+                    birth_date=dt.date(1975, 1, 1) + dt.timedelta(days=n),
+                    sex="unknown",
+                )
+                for n in range(400)
+            ]
+            session.add_all(fresh)
+            session.flush()
             taken = set(
                 session.scalars(select(User.patient_id).where(User.patient_id.is_not(None)))
             )
@@ -244,7 +258,7 @@ if __name__ == "__main__":
                     )
                 ),
                 patients=tokens,
-                all_patient_ids=ids,
+                all_patient_ids=[p.id for p in fresh],
                 clinic_id=clinic_id,
             )
         engine.dispose()
