@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from prolo.errors import AppError
 from prolo.fhir import service
 from prolo.fhir.bundle import conditional_resolver
-from prolo.fhir.codes import URI_IDENTIFIER
+from prolo.fhir.codes import LOCATION_PHYSICAL_TYPE, URI_IDENTIFIER
 from prolo.fhir.models import ExternalIdentifier
 from prolo.fhir.resources import REGISTRY, WRITE_ORDER
 from prolo.fhir.resources.base import CREATE, Context, Resource
@@ -174,6 +174,14 @@ def _kept_identifiers(resource: Resource) -> list[dict[str, Any]]:
             continue
         kept.append(ident)
     return kept
+
+
+def _is_room(resource: Resource) -> bool:
+    physical = resource.get("physicalType") or {}
+    return any(
+        isinstance(c, dict) and c.get("system") == LOCATION_PHYSICAL_TYPE and c.get("code") == "ro"
+        for c in physical.get("coding") or []
+    )
 
 
 def _translate(resource: Resource) -> Resource:
@@ -315,6 +323,14 @@ class Importer:
                 self._remember(item, f"{mapping.type_name}/{existing}")
                 self.report.already[kind] += 1
                 return
+        if kind == "Location" and not _is_room(resource):
+            # A file's Locations are facilities (Synthea writes hospitals and practices),
+            # not treatment rooms; only a Location that says it is a room comes in.
+            self.report.failed[kind] += 1
+            self.report.reasons[
+                "Location: only treatment rooms (physicalType ro) are imported"
+            ] += 1
+            return
         try:
             mapped = _translate(resource) if kind in TRANSLATED else dict(resource)
             mapped["identifier"] = _kept_identifiers(resource) if kind not in TRANSLATED else []
