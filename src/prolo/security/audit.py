@@ -1,27 +1,33 @@
 """The hash-chained audit log: append inside the caller's transaction, verify the chain.
 
 Each entry's hash is SHA-256 over the previous entry's hash and the entry's own
-fields in a fixed order (:func:`entry_hash`). The newest entry's id and hash are also
-kept apart from the log, in the one-row table ``audit_head``:
+fields in a fixed order (:func:`entry_hash`). The log is a set of chains, "lanes"
+(64 on PostgreSQL, lane 1 only on SQLite); ``audit_head`` keeps each lane's newest
+entry id and hash, apart from the log:
 
-- An append first locks that row (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite has a
-  single writer anyway), so concurrent appends queue behind each other and the chain
-  never forks. Under READ COMMITTED the waiting append then reads the new head;
-  under stricter isolation it fails with a serialisation error instead of forking.
-  This replaced a transaction-scoped advisory lock plus ``ORDER BY id DESC LIMIT 1``:
-  the same number of statements, and the row doubles as the truncation check.
-- Within one transaction the head is remembered, so each further entry costs one
-  conditional ``UPDATE`` and one ``INSERT``; the condition notices when a savepoint
-  rolled entries back underneath, and the slow path then re-reads the head.
+- A transaction's first entry locks the first lane head no other transaction holds
+  (PostgreSQL ``FOR UPDATE SKIP LOCKED``, which never waits; all busy, it waits for
+  one) and keeps it to its end. Appends to one lane queue, so a lane never forks
+  (under stricter isolation than READ COMMITTED an append fails rather than fork),
+  while concurrent transactions take other lanes: none waits for another's commit.
+  This replaced one transaction-scoped advisory lock for the whole log, which made
+  every audited request wait for the previous one's commit to reach the disk.
+- Ids come from the table's sequence on PostgreSQL (in time order across lanes) and
+  follow lane 1's head on SQLite; each entry names the entry before it in its lane
+  (``prev_id``; entries from before lanes have none and follow id - 1).
+- Within one transaction the lane is remembered, so each further entry costs one
+  conditional ``UPDATE`` of the head and one ``INSERT``; the condition notices when
+  a savepoint rolled entries back underneath, and the slow path then re-reads.
 - Rows go in through the DBAPI cursor as plain tuples: building and flushing ORM
   objects was most of the cost of an append (``bench/audit.py`` measures it). The
   returned :class:`AuditEvent` is attached to the session as already persistent.
 
 Verification (:func:`verify_database`) streams the log in id order with each hash's
 input built by the database (a few C string functions per row) and hashes it with
-hashlib; a row whose hash does not match is re-checked with :func:`entry_hash`
-itself, so the SQL is only a fast path, never the authority. The log's last entry
-is compared with ``audit_head``, so entries removed from the end show as missing.
+hashlib; a batch is checked as whole lists, and only a failing batch entry by entry,
+where a suspect hash is recomputed with the chain format's own Python code, so the
+SQL is a fast path, never the authority. Each lane head must name an entry with its
+hash, so entries removed from the end show as missing. ``docs/deploy.md`` has figures.
 """
 
 from __future__ import annotations
