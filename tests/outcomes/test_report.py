@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +20,7 @@ from prolo.outcomes.report import (
     FLARE_SCHEMA,
     FOLLOW_UP_SCHEMA,
     SCORE_SCHEMA,
+    InstrumentRule,
     RegistryTables,
     Selection,
     build_report,
@@ -221,3 +225,212 @@ def test_km_from_counts_equals_km_from_subjects(subjects: list[tuple[int, bool]]
     )
     direct = kaplan_meier([t for t, _ in subjects], [int(e) for _, e in subjects])
     assert from_counts == direct
+
+
+# --------------------------------------------------------------------------- #
+# the engine's fast paths: each must give the numbers the definitions give
+
+
+def test_duplicate_scores_at_a_timepoint_are_averaged() -> None:
+    """Two baselines (6 and 8) make a baseline of 7; two 3-month scores (4 and 5) make 4.5."""
+    tables = tiny()
+    extra = _tables(
+        {
+            "course_id": [2, 2],
+            "instrument_id": ["pain-nrs", "pain-nrs"],
+            "timepoint": ["baseline", "month_3"],
+            "day": [0, 91],
+            "value": [8.0, 4.0],
+        },
+        SCORE_SCHEMA,
+    )
+    tables.scores = pa.concat_tables([tables.scores, extra])
+    for compute in (engine.compute, baseline_pandas.compute):
+        agg = compute(tables, Selection(), as_of=AS_OF, rules=RULES)
+        month3 = agg.change[("pain-nrs", "month_3")]
+        # Course 1: 8 -> 6 is -2; course 2: 7 -> 4.5 is -2.5 (a response: 2.5 >= 2).
+        assert (month3.n, month3.mean, month3.responders) == (2, -2.25, 2)
+        assert agg.baseline["pain-nrs"][:2] == (2, 7.5)
+    a = engine.compute(tables, Selection(), as_of=AS_OF, rules=RULES)
+    b = baseline_pandas.compute(tables, Selection(), as_of=AS_OF, rules=RULES)
+    assert compare_aggregates(a, b) == []
+
+
+def test_one_loaded_registry_serves_many_selections_in_turn(registry: RegistryTables) -> None:
+    loaded = engine.load(registry)
+    try:
+        for selection in (
+            Selection(clinic_id=2),
+            Selection(),
+            Selection(condition_id="knee-osteoarthritis"),
+            Selection(clinic_id=99),
+            Selection(),
+        ):
+            a = engine.compute(loaded, selection, as_of=AS_OF, rules=RULES)
+            b = baseline_pandas.compute(registry, selection, as_of=AS_OF, rules=RULES)
+            assert compare_aggregates(a, b) == [], selection
+    finally:
+        loaded.close()
+
+
+def test_sparse_course_ids_give_the_same_numbers(registry: RegistryTables) -> None:
+    """Course ids spread over a wide range (no perfect hash table) change nothing."""
+
+    def spread(table: pa.Table) -> pa.Table:
+        ids = pc.multiply(table["course_id"], 1000)
+        return table.set_column(table.schema.get_field_index("course_id"), "course_id", ids)
+
+    sparse = RegistryTables(
+        courses=spread(registry.courses),
+        scores=spread(registry.scores),
+        follow_ups=spread(registry.follow_ups),
+        flares=spread(registry.flares) if registry.flares is not None else None,
+    )
+    a = engine.compute(registry, Selection(), as_of=AS_OF, rules=RULES)
+    b = engine.compute(sparse, Selection(), as_of=AS_OF, rules=RULES)
+    assert compare_aggregates(a, b) == []
+    assert a.n_courses == 4000 and a.km_response
+
+
+def _split(tables: RegistryTables, seed: int) -> tuple[RegistryTables, list[RegistryTables]]:
+    """The registry as it stood, and three batches of rows that arrive later: new courses
+    with all their rows, a course whose status changes, and scattered new rows."""
+    rng = np.random.default_rng(seed)
+    new = pa.array(range(3801, 4001), pa.int64())
+
+    def of_new(table: pa.Table) -> pa.Array:
+        return pc.is_in(table["course_id"], new)
+
+    later_rows = {}
+    first = {}
+    for name in ("scores", "follow_ups", "flares"):
+        table = getattr(tables, name)
+        late = pa.array(rng.random(table.num_rows) < 0.1)
+        keep = pc.and_(pc.invert(late), pc.invert(of_new(table)))
+        first[name] = table.filter(keep)
+        later_rows[name] = table.filter(pc.and_(late, pc.invert(of_new(table))))
+    courses = tables.courses.filter(pc.invert(of_new(tables.courses)))
+    changed = courses.slice(10, 1)
+    status = changed.schema.get_field_index("status")
+    changed = changed.set_column(status, "status", pa.array(["stopped"], pa.string()))
+    batches = [
+        RegistryTables(
+            courses=tables.courses.filter(of_new(tables.courses)),
+            scores=tables.scores.filter(of_new(tables.scores)),
+            follow_ups=tables.follow_ups.filter(of_new(tables.follow_ups)),
+            flares=tables.flares.filter(of_new(tables.flares)),
+        ),
+        RegistryTables(
+            courses=changed,
+            scores=tables.scores.slice(0, 0),
+            follow_ups=tables.follow_ups.slice(0, 0),
+        ),
+        RegistryTables(
+            courses=tables.courses.slice(0, 0),
+            scores=later_rows["scores"],
+            follow_ups=later_rows["follow_ups"],
+            flares=later_rows["flares"],
+        ),
+    ]
+    start = RegistryTables(
+        courses=courses,
+        scores=first["scores"],
+        follow_ups=first["follow_ups"],
+        flares=first["flares"],
+    )
+    return start, batches
+
+
+def test_kept_course_facts_follow_arriving_rows(registry: RegistryTables) -> None:
+    start, batches = _split(registry, seed=5)
+    # What the registry holds at the end: the changed course replaces the old one.
+    changed = batches[1].courses
+    final_courses = pa.concat_tables(
+        [
+            registry.courses.filter(
+                pc.invert(pc.is_in(registry.courses["course_id"], changed["course_id"]))
+            ),
+            changed,
+        ]
+    )
+    final = RegistryTables(
+        courses=final_courses,
+        scores=registry.scores,
+        follow_ups=registry.follow_ups,
+        flares=registry.flares,
+    )
+    loaded = engine.load(start)
+    try:
+        loaded.keep_facts(RULES)
+        assert loaded.facts is not None
+        before = engine.compute(loaded, Selection(), as_of=AS_OF, rules=RULES)
+        assert (
+            compare_aggregates(before, engine.compute(start, Selection(), as_of=AS_OF, rules=RULES))
+            == []
+        )
+        for batch in batches:
+            loaded.ingest(batch)
+        for selection in (Selection(), Selection(clinic_id=4), Selection(practitioner_id=3)):
+            kept = engine.compute(loaded, selection, as_of=AS_OF, rules=RULES)
+            expected = baseline_pandas.compute(final, selection, as_of=AS_OF, rules=RULES)
+            assert compare_aggregates(kept, expected) == [], selection
+        assert kept.n_courses > 0 and kept.change
+        # Facts kept for one MCID are not used with another: the report is computed afresh.
+        other = dict(RULES)
+        other["pain-nrs"] = replace(RULES["pain-nrs"], mcid=3.0)
+        a = engine.compute(loaded, Selection(), as_of=AS_OF, rules=other)
+        b = baseline_pandas.compute(final, Selection(), as_of=AS_OF, rules=other)
+        assert compare_aggregates(a, b) == []
+        assert a.km_response != before.km_response
+    finally:
+        loaded.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 10), st.integers(0, 10), st.integers(1, 5)),
+        min_size=1,
+        max_size=30,
+        unique_by=lambda t: (t[0], t[1]),
+    ),
+    st.booleans(),
+    st.sampled_from([None, 1.0, 2.0, 2.5]),
+)
+def test_change_from_counts_equals_pair_by_pair(
+    pairs: list[tuple[int, int, int]], higher: bool, mcid: float | None
+) -> None:
+    rule = InstrumentRule("x", "x", higher, mcid, True)
+    b = np.array([p[0] for p in pairs], np.float64) / 2  # half points, as means make
+    v = np.array([p[1] for p in pairs], np.float64)
+    w = np.array([p[2] for p in pairs], np.int64)
+    got = engine._change_from_counts(b, v, w, rule)
+    rows_b, rows_v = np.repeat(b, w), np.repeat(v, w)
+    change = rows_v - rows_b
+    improvement = change if higher else rows_b - rows_v
+    assert got.n == len(rows_b)
+    assert got.mean == pytest.approx(change.mean(), rel=1e-12, abs=1e-12)
+    if got.n > 1:
+        assert got.sd == pytest.approx(change.std(ddof=1), rel=1e-9, abs=1e-12)
+    else:
+        assert got.sd is None
+    assert got.baseline_mean == pytest.approx(
+        rows_b.mean()
+    ) and got.follow_up_mean == pytest.approx(rows_v.mean())
+    assert got.responders == (int((improvement >= mcid).sum()) if mcid is not None else 0)
+    positive = rows_b > 0
+    assert got.pct_n == int(positive.sum())
+    assert got.pct30 == int((positive & ((rows_b - rows_v) * 10 >= 3 * rows_b)).sum())
+    assert got.pct50 == int((positive & ((rows_b - rows_v) * 2 >= rows_b)).sum())
+
+
+def test_a_snapshot_reads_back_dictionary_encoded_and_pandas_agrees(
+    registry: RegistryTables, tmp_path: Any
+) -> None:
+    registry.write_parquet(tmp_path)
+    again = RegistryTables.read_parquet(tmp_path)
+    assert pa.types.is_dictionary(again.scores.schema.field("instrument_id").type)
+    a = engine.compute(again, Selection(clinic_id=3), as_of=AS_OF, rules=RULES)
+    b = baseline_pandas.compute(again, Selection(clinic_id=3), as_of=AS_OF, rules=RULES)
+    c = baseline_pandas.compute(registry, Selection(clinic_id=3), as_of=AS_OF, rules=RULES)
+    assert compare_aggregates(a, b) == [] and compare_aggregates(b, c) == []

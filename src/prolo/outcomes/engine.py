@@ -1,23 +1,49 @@
-# ruff: noqa: S608  (SQL text is built from this module's own constants; values are bound)
+# ruff: noqa: S608  (SQL text is built from this module's own constants and codes; values are bound)
 """The outcome report's aggregates on DuckDB, an embedded columnar engine.
 
 DuckDB reads the registry as Arrow tables (from the application database through
-SQLAlchemy, see :mod:`prolo.outcomes.service`, or from a Parquet snapshot) without
-copying them, and runs the report as a handful of grouped scans. No DuckDB extension
-is loaded: extensions download at run time, and prolo never reaches the internet.
+SQLAlchemy, see :mod:`prolo.outcomes.service`, or from a Parquet snapshot). No DuckDB
+extension is loaded: extensions download at run time, and prolo never reaches the
+internet.
 
 The definitions live in :mod:`prolo.outcomes.report`; :mod:`prolo.outcomes.baseline_pandas`
 computes the same aggregates with pandas, and the tests hold the two together.
+
+How the work is split (``docs/analytics.md`` has the measurements behind it):
+
+- **Loading** copies the Arrow tables into DuckDB's own tables once, with every short
+  text column (instrument, timepoint, condition, status, ...) replaced by a small integer
+  code, the way pandas turns them into categoricals. Timepoints get fixed codes: 0 for
+  the baseline and 1-4 for the follow-ups, so "a follow-up" is ``tp BETWEEN 1 AND 4``.
+- **Course facts** are the only work that groups by course (a million groups at registry
+  scale): each course's baseline and follow-up means per instrument, its first response
+  and first loss of response, each diary session's peak and flare days, its surgery
+  status. Grouping by a dense integer key lets DuckDB use a perfect hash table (an array
+  indexed by the key); few aggregates per pass keep that table small.
+- **The report** is then a handful of scans over course facts and courses, each grouping
+  into a few rows (instrument and timepoint, day, condition, ...).
+
+Course facts do not depend on the selection or the report date, so a long-lived
+:class:`LoadedRegistry` can keep them and bring them up to date as rows arrive
+(:meth:`LoadedRegistry.ingest`); a report then skips the grouping by course. Without kept
+facts, each report computes them for the selected courses only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from numpy.typing import NDArray
 
 from prolo.outcomes.report import (
     FLARE_RISE,
@@ -30,44 +56,69 @@ from prolo.outcomes.report import (
     InstrumentRule,
     RegistryTables,
     Selection,
-    rules_table,
 )
 
-__all__ = ["compute"]
+__all__ = ["LoadedRegistry", "compute", "load"]
 
 TRACE = False  # set by the benchmark to time each query
 TIMINGS: list[tuple[float, str]] = []
 
-_FILTERS = (
-    ("clinic_id", "clinic_id = ?"),
-    ("condition_id", "condition_id = ?"),
-    ("practitioner_id", "practitioner_id = ?"),
-    ("injectate", "injectate = ?"),
-    ("started_from", "started_on >= ?"),
-    ("started_to", "started_on <= ?"),
-)
+TIMEPOINT_CODES = ("baseline", *(t.key for t in FOLLOW_UPS))  # codes 0..4
+N_FOLLOW_UPS = len(FOLLOW_UPS)
+# DuckDB groups into a "perfect hash" table (an array with a slot for every possible key,
+# sized from the key column's min and max) when the keys span at most 2**bits values.
+# Grouping a million courses that way is several times faster than hashing, but the array
+# costs memory and time per slot whether used or not: it is turned on only for groupings
+# whose keys fill at least a quarter of their span (see _dense), up to 2**21 slots.
+PERFECT_HASH_BITS = 21
+DEFAULT_PERFECT_HASH_BITS = 12  # DuckDB's own default
+
+# Which text columns are coded, per table: (column, codes fixed first).
+_CODED: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "courses": (("condition_id", ()), ("injectate", ()), ("status", ()), ("stop_reason", ())),
+    "scores": (("instrument_id", ()), ("timepoint", TIMEPOINT_CODES)),
+    "follow_ups": (("timepoint", TIMEPOINT_CODES),),
+    "flares": (),
+    "adverse_events": (("kind", ()),),
+}
 
 
-def _where(selection: Selection) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    for name, clause in _FILTERS:
-        value = getattr(selection, name)
-        if value is not None:
-            clauses.append(clause)
-            params.append(value)
-    return (" AND ".join(clauses) or "TRUE"), params
+def _encode(column: pa.ChunkedArray | pa.Array, first: Sequence[str]) -> tuple[pa.Array, list[Any]]:
+    """Small integer codes for a text column, and the text of each code.
+
+    ``first`` get codes 0, 1, ... in that order (whether present or not); the other
+    values follow in sorted order. Nulls stay null.
+    """
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_dictionary(array.type):
+        array = pc.dictionary_encode(array)
+    names = array.dictionary.to_pylist()
+    # A dictionary array may carry values no row uses (after a filter): leave them out.
+    used = {names[i] for i in pc.unique(array.indices.drop_null()).to_pylist()}
+    order = list(first) + sorted(n for n in used if n is not None and n not in first)
+    position = {name: i for i, name in enumerate(order)}
+    remap = pa.array([position.get(n, 0) for n in names], pa.uint16())
+    return pc.take(remap, array.indices), order
 
 
 def _f(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+@dataclass(frozen=True)
+class _FactKey:
+    """What course facts depend on besides the data: the primary instrument's rule."""
+
+    higher_is_better: bool
+    mcid: float | None
+
+
 class LoadedRegistry:
     """The registry copied into DuckDB's own columnar tables, ready for many reports.
 
     Copying once from Arrow costs about as much as one scan; after it every query reads
-    DuckDB's compressed native storage instead of converting Arrow vectors again. The
-    benchmark times this step apart, as it times pandas' conversion from Arrow apart.
+    DuckDB's compressed native storage. The benchmark times this step apart, as it times
+    pandas' conversion from Arrow apart.
     """
 
     def __init__(self, tables: RegistryTables, *, threads: int | None = None) -> None:
@@ -77,17 +128,91 @@ class LoadedRegistry:
             self.con.execute(f"SET threads TO {int(threads)}")
         self.has_flares = tables.flares is not None
         self.has_adverse_events = tables.adverse_events is not None
-        for name, table in (
-            ("courses_all", tables.courses),
-            ("scores_all", tables.scores),
-            ("follow_ups_all", tables.follow_ups),
-            ("flares_all", tables.flares),
-            ("adverse_all", tables.adverse_events),
-        ):
+        self.codes: dict[tuple[str, str], list[Any]] = {}
+        self.facts: _FactKey | None = None
+        for name in ("courses", "scores", "follow_ups", "flares", "adverse_events"):
+            table = getattr(tables, name)
             if table is not None:
-                self.con.register(f"{name}_arrow", table)
-                self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow")
-                self.con.unregister(f"{name}_arrow")
+                self._create(name, table)
+
+    def _coded(self, name: str, table: pa.Table) -> pa.Table:
+        """``table`` with its text columns replaced by codes (extending the dictionaries)."""
+        for column, first in _CODED[name]:
+            known = self.codes.get((name, column))
+            codes, order = _encode(table.column(column), known or first)
+            self.codes[(name, column)] = order
+            table = table.set_column(table.schema.get_field_index(column), column, codes)
+        return table
+
+    def _create(self, name: str, table: pa.Table) -> None:
+        self.con.register("arrow_in", self._coded(name, table))
+        self.con.execute(f"CREATE TABLE {name}_all AS SELECT * FROM arrow_in")
+        self.con.unregister("arrow_in")
+
+    def code(self, table: str, column: str, value: str) -> int | None:
+        """The code of ``value`` in a coded column (None when the value never occurs)."""
+        order = self.codes[(table, column)]
+        return order.index(value) if value in order else None
+
+    def name(self, table: str, column: str, code: Any) -> Any:
+        """The text behind a code (None for null)."""
+        return None if code is None else self.codes[(table, column)][int(code)]
+
+    def keep_facts(self, rules: Mapping[str, InstrumentRule]) -> None:
+        """Compute course facts for every course and keep them for later reports."""
+        key = _fact_key(rules)
+        with _runner(self.con) as run:
+            _course_facts(self, run, scope=None, key=key, prefix="kept_")
+        self.facts = key
+
+    def ingest(self, tables: RegistryTables) -> None:
+        """Add rows (new courses replace old rows of the same course) and bring kept
+        course facts up to date for the courses they touch."""
+        touched = [
+            t.select(["course_id"])
+            for t in (
+                tables.courses,
+                tables.scores,
+                tables.follow_ups,
+                tables.flares,
+                tables.adverse_events,
+            )
+            if t is not None and t.num_rows
+        ]
+        if not touched:
+            return
+        con = self.con
+        con.register("touched_in", pa.concat_tables(touched))
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT course_id FROM touched_in"
+        )
+        con.unregister("touched_in")
+        for name in ("courses", "scores", "follow_ups", "flares", "adverse_events"):
+            table = getattr(tables, name)
+            if table is None or not table.num_rows:
+                continue
+            exists = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [f"{name}_all"]
+            ).fetchone()
+            if not exists or not exists[0]:
+                self._create(name, table)
+                self.has_flares = self.has_flares or name == "flares"
+                self.has_adverse_events = self.has_adverse_events or name == "adverse_events"
+                continue
+            con.register("arrow_in", self._coded(name, table))
+            if name == "courses":
+                con.execute(
+                    "DELETE FROM courses_all WHERE course_id IN (SELECT course_id FROM arrow_in)"
+                )
+            con.execute(f"INSERT INTO {name}_all SELECT * FROM arrow_in")
+            con.unregister("arrow_in")
+        if self.facts is not None:
+            with _runner(con) as run:
+                _course_facts(self, run, scope="touched", key=self.facts, prefix="new_")
+                for fact in _FACT_TABLES:
+                    run(f"DELETE FROM kept_{fact} WHERE course_id IN (FROM touched)")
+                    run(f"INSERT INTO kept_{fact} SELECT * FROM new_{fact}")
+                    run(f"DROP TABLE new_{fact}")
 
     def close(self) -> None:
         self.con.close()
@@ -116,6 +241,214 @@ def compute(
         loaded.close()
 
 
+Run = Any  # (sql, params=None) -> DuckDBPyConnection
+
+
+@contextmanager
+def _runner(con: duckdb.DuckDBPyConnection) -> Iterator[Run]:
+    timings = TIMINGS if TRACE else None
+
+    def run(sql: str, params: Any = None) -> duckdb.DuckDBPyConnection:
+        if timings is None:
+            return con.execute(sql, params)
+        start, cpu = time.perf_counter(), time.process_time()
+        result = con.execute(sql, params)
+        label = f"cpu {time.process_time() - cpu:.3f} s  " + " ".join(sql.split())[:90]
+        timings.append((time.perf_counter() - start, label))
+        return result
+
+    yield run
+
+
+def _fact_key(rules: Mapping[str, InstrumentRule]) -> _FactKey:
+    primary = rules.get(PRIMARY_INSTRUMENT)
+    if primary is None:
+        return _FactKey(False, None)
+    return _FactKey(primary.higher_is_better, primary.mcid)
+
+
+# --------------------------------------------------------------------------- #
+# course facts: the only grouping by course
+
+_FACT_TABLES = ("pc", "km", "fs", "sg")
+
+
+def _dense(run: Run, count: int | None, span: int | None) -> None:
+    """Let DuckDB use perfect hash tables for the next groupings when ``count`` keys fill
+    at least a quarter of their ``span``; otherwise its ordinary hash tables."""
+    dense = bool(count) and bool(span) and 4 * int(count or 0) >= int(span or 0)
+    bits = PERFECT_HASH_BITS if dense else DEFAULT_PERFECT_HASH_BITS
+    run(f"SET perfect_ht_threshold = {bits}")
+
+
+def _course_facts(
+    loaded: LoadedRegistry, run: Run, *, scope: str | None, key: _FactKey, prefix: str
+) -> None:
+    """Per-course facts for the courses listed in table ``scope`` (None: every course),
+    into tables ``{prefix}pc``, ``{prefix}km``, ``{prefix}fs`` and ``{prefix}sg``.
+
+    - ``pc``: per course and instrument with a baseline, the baseline mean ``b`` and the
+      follow-up means ``v0``..``v3``;
+    - ``km``: per course with a primary baseline and a later score, the first day that
+      reaches the MCID, the last day and the first later day below it;
+    - ``fs``: per diary session, the course's primary baseline, peak pain and flare days;
+    - ``sg``: per course with surgery planned at baseline, whether it was done later and
+      whether the 12-month status is known.
+    """
+
+    def within(alias: str = "") -> str:
+        return f"AND {alias}course_id IN (SELECT course_id FROM {scope})" if scope else ""
+
+    # The grouping key's span comes from the whole table's statistics, so a perfect hash
+    # table pays for every course id even when the scope holds a few.
+    span = run("SELECT max(course_id) - min(course_id) + 1 FROM courses_all").fetchone()
+    count = run(f"SELECT count(*) FROM {scope or 'courses_all'}").fetchone()
+    _dense(run, (count or (0,))[0], (span or (0,))[0])
+    temp = "" if prefix == "kept_" else "TEMP "
+    primary = loaded.code("scores", "instrument_id", PRIMARY_INSTRUMENT)
+    with_baseline = [
+        int(k)
+        for (k,) in run(
+            f"SELECT DISTINCT instrument_id FROM scores_all WHERE timepoint = 0 {within()}"
+        ).fetchall()
+    ]
+    # One pass per instrument, grouping by course alone: a dense integer key, so DuckDB
+    # aggregates into a perfect hash table (an array indexed by course id).
+    means = ", ".join(
+        f"avg(value) FILTER (WHERE timepoint = {i + 1}) AS v{i}" for i in range(N_FOLLOW_UPS)
+    )
+    parts = [
+        f"""SELECT course_id, CAST({k} AS USMALLINT) AS instrument_id,
+                   avg(value) FILTER (WHERE timepoint = 0) AS b, {means}
+            FROM scores_all
+            WHERE instrument_id = {k} AND timepoint <= {N_FOLLOW_UPS} {within()}
+            GROUP BY course_id HAVING b IS NOT NULL"""
+        for k in with_baseline
+    ]
+    empty_pc = (
+        "SELECT CAST(NULL AS BIGINT) AS course_id, CAST(NULL AS USMALLINT) AS instrument_id, "
+        "CAST(NULL AS DOUBLE) AS b, "
+        + ", ".join(f"CAST(NULL AS DOUBLE) AS v{i}" for i in range(N_FOLLOW_UPS))
+        + " WHERE FALSE"
+    )
+    # The course's start (for "due") and breakdown keys ride along, so that the report
+    # needs no join back to the courses.
+    courses = scope if scope == "c" else "courses_all"
+    run(
+        f"""
+        CREATE OR REPLACE {temp}TABLE {prefix}pc AS
+        SELECT p.*, c.started_on, c.condition_id, c.practitioner_id
+        FROM ({" UNION ALL ".join(parts) or empty_pc}) p JOIN {courses} c USING (course_id)
+        """
+    )
+
+    has_primary = primary is not None and primary in with_baseline
+    pb = f"(SELECT course_id, b FROM {prefix}pc WHERE instrument_id = {primary})"
+    if has_primary:
+        improvement = "s.value - pb.b" if key.higher_is_better else "pb.b - s.value"
+        mcid = float("inf") if key.mcid is None else float(key.mcid)
+        # The first responding day per course, then the first non-responding day after it.
+        run(
+            f"""
+            CREATE OR REPLACE {temp}TABLE {prefix}km AS
+            WITH post AS (
+                SELECT s.course_id, s.day, {improvement} >= ? AS responds
+                FROM scores_all s JOIN {pb} pb USING (course_id)
+                WHERE s.instrument_id = {primary} AND s.timepoint <> 0 AND s.day > 0
+                      {within("s.")}
+            ),
+            firsts AS (
+                SELECT course_id, min(day) FILTER (WHERE responds) AS first_day,
+                       max(day) AS last_day
+                FROM post GROUP BY course_id
+            )
+            SELECT f.course_id, f.first_day, f.last_day, l.loss_day
+            FROM firsts f LEFT JOIN (
+                SELECT p.course_id, min(p.day) AS loss_day
+                FROM post p JOIN firsts f USING (course_id)
+                WHERE NOT p.responds AND p.day > f.first_day
+                GROUP BY p.course_id
+            ) l USING (course_id)
+            """,
+            [mcid],
+        )
+    else:
+        run(
+            f"CREATE OR REPLACE {temp}TABLE {prefix}km AS SELECT CAST(NULL AS BIGINT) AS "
+            "course_id, CAST(NULL AS INTEGER) AS first_day, CAST(NULL AS INTEGER) AS last_day, "
+            "CAST(NULL AS INTEGER) AS loss_day WHERE FALSE"
+        )
+    _dense(run, 0, 0)  # diary sessions: keys far sparser than courses
+    if loaded.has_flares:
+        baseline = (
+            f"LEFT JOIN {pb} pb USING (course_id)"
+            if has_primary
+            else "LEFT JOIN (SELECT NULL::BIGINT AS course_id, NULL::DOUBLE AS b) pb "
+            "USING (course_id)"
+        )
+        run(
+            f"""
+            CREATE OR REPLACE {temp}TABLE {prefix}fs AS
+            SELECT any_value(fl.course_id) AS course_id, fl.session_id, any_value(pb.b) AS b,
+                   max(fl.pain) AS peak, count(*) FILTER (WHERE fl.pain >= pb.b + ?) AS flare_days
+            FROM flares_all fl {baseline}
+            WHERE TRUE {within("fl.")}
+            GROUP BY fl.session_id
+            """,
+            [FLARE_RISE],
+        )
+    else:
+        run(
+            f"CREATE OR REPLACE {temp}TABLE {prefix}fs AS SELECT CAST(NULL AS BIGINT) AS "
+            "course_id, CAST(NULL AS BIGINT) AS session_id, CAST(NULL AS DOUBLE) AS b, "
+            "CAST(NULL AS INTEGER) AS peak, CAST(0 AS BIGINT) AS flare_days WHERE FALSE"
+        )
+    month_12 = TIMEPOINT_CODES.index("month_12")
+    run(
+        f"""
+        CREATE OR REPLACE {temp}TABLE {prefix}sg AS
+        WITH planned AS (
+            SELECT DISTINCT course_id FROM follow_ups_all
+            WHERE timepoint = 0 AND surgery_planned {within()}
+        )
+        SELECT p.course_id, coalesce(q.done, FALSE) AS done, coalesce(q.known12, FALSE) AS known12
+        FROM planned p LEFT JOIN (
+            SELECT course_id, bool_or(surgery_done) AS done,
+                   bool_or(timepoint = {month_12} AND surgery_done IS NOT NULL) AS known12
+            FROM follow_ups_all
+            WHERE timepoint <> 0 AND course_id IN (SELECT course_id FROM planned)
+            GROUP BY course_id
+        ) q USING (course_id)
+        """
+    )
+
+
+# --------------------------------------------------------------------------- #
+# the report from course facts
+
+
+def _where(loaded: LoadedRegistry, selection: Selection) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name, column in (("clinic_id", "clinic_id"), ("practitioner_id", "practitioner_id")):
+        value = getattr(selection, name)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    for name in ("condition_id", "injectate"):
+        value = getattr(selection, name)
+        if value is not None:
+            code = loaded.code("courses", name, value)
+            clauses.append(f"{name} = {code}" if code is not None else "FALSE")
+    if selection.started_from is not None:
+        clauses.append("started_on >= ?")
+        params.append(selection.started_from)
+    if selection.started_to is not None:
+        clauses.append("started_on <= ?")
+        params.append(selection.started_to)
+    return (" AND ".join(clauses) or "TRUE"), params
+
+
 def _compute(
     loaded: LoadedRegistry,
     selection: Selection,
@@ -123,230 +456,179 @@ def _compute(
     as_of: dt.date,
     rules: Mapping[str, InstrumentRule],
 ) -> Aggregates:
-    con = loaded.con
-    timings = TIMINGS if TRACE else None
+    with _runner(loaded.con) as run:
+        return _report(loaded, run, selection, as_of=as_of, rules=rules)
 
-    def run(sql: str, params: Any = None) -> duckdb.DuckDBPyConnection:
-        if timings is None:
-            return con.execute(sql, params)
-        import time
 
-        start, cpu = time.perf_counter(), time.process_time()
-        result = con.execute(sql, params)
-        label = f"cpu {time.process_time() - cpu:.3f} s  " + " ".join(sql.split())[:80]
-        timings.append((time.perf_counter() - start, label))
-        return result
-
-    con.register("rules", rules_table(rules))
-    for temp in ("fr", "lc", "pc"):
-        run(f"DROP TABLE IF EXISTS {temp}")
-    run("DROP VIEW IF EXISTS c")
-    run("DROP TABLE IF EXISTS c")
-    where, params = _where(selection)
+def _report(
+    loaded: LoadedRegistry,
+    run: Run,
+    selection: Selection,
+    *,
+    as_of: dt.date,
+    rules: Mapping[str, InstrumentRule],
+) -> Aggregates:
+    where, params = _where(loaded, selection)
     filtered = where != "TRUE"
+    for kind, name in loaded.con.execute(
+        "SELECT 'VIEW', view_name FROM duckdb_views() WHERE view_name = 'c' "
+        "UNION ALL SELECT 'TABLE', table_name FROM duckdb_tables() WHERE table_name = 'c'"
+    ).fetchall():
+        run(f"DROP {kind} {name}")
     if filtered:
         run(f"CREATE TEMP TABLE c AS SELECT * FROM courses_all WHERE {where}", params)
     else:
         run("CREATE TEMP VIEW c AS SELECT * FROM courses_all")
     in_c = "WHERE course_id IN (SELECT course_id FROM c)" if filtered else ""
+    key = _fact_key(rules)
+    if loaded.facts == key:
+        facts = "kept_"
+    else:
+        _course_facts(loaded, run, scope="c" if filtered else None, key=key, prefix="")
+        facts = ""
+    # Kept facts cover every course: those of unselected courses are left out.
+    semi = "WHERE course_id IN (SELECT course_id FROM c)" if filtered and facts else ""
     agg = Aggregates()
+    _courses(loaded, run, agg)
 
-    row = run(
-        """
-        SELECT count(*), count(DISTINCT patient_id),
-               count(*) FILTER (WHERE started_on IS NOT NULL),
-               count(DISTINCT patient_id) FILTER (WHERE started_on IS NOT NULL),
-               avg(sessions_done) FILTER (WHERE started_on IS NOT NULL),
-               median(sessions_done) FILTER (WHERE started_on IS NOT NULL),
-               min(sessions_done) FILTER (WHERE started_on IS NOT NULL),
-               max(sessions_done) FILTER (WHERE started_on IS NOT NULL),
-               avg(planned_sessions) FILTER (WHERE started_on IS NOT NULL)
-        FROM c
-        """
-    ).fetchone()
-    assert row is not None  # noqa: S101  (an aggregate always returns a row)
-    agg.n_courses, agg.n_patients, agg.n_started, agg.n_patients_treated = map(int, row[:4])
-    agg.sessions_n = agg.n_started
-    agg.sessions_mean, agg.sessions_median = _f(row[4]), _f(row[5])
-    agg.sessions_min = None if row[6] is None else int(row[6])
-    agg.sessions_max = None if row[7] is None else int(row[7])
-    agg.planned_mean = _f(row[8])
-    agg.status_counts = {
-        str(k): int(n) for k, n in run("SELECT status, count(*) FROM c GROUP BY 1").fetchall()
-    }
-    agg.stop_reasons = {
-        str(k): int(n)
-        for k, n in run(
-            "SELECT stop_reason, count(*) FROM c WHERE stop_reason IS NOT NULL GROUP BY 1"
-        ).fetchall()
-    }
+    if filtered:
+        seen = [
+            loaded.name("scores", "instrument_id", k)
+            for (k,) in run(f"SELECT DISTINCT instrument_id FROM scores_all {in_c}").fetchall()
+        ]
+    else:  # every instrument code stands for values that occur (rows are never removed)
+        seen = list(loaded.codes.get(("scores", "instrument_id"), []))
+    agg.instruments_seen = sorted(str(k) for k in seen)
 
-    tps = [t.key for t in FOLLOW_UPS]
-    value_columns = ", ".join(
-        f"avg(value) FILTER (WHERE timepoint = '{tp}') AS v{i}" for i, tp in enumerate(tps)
-    )
-    wanted = ", ".join(f"'{tp}'" for tp in ("baseline", *tps))
-    score_source = f"(SELECT * FROM scores_all {in_c})" if filtered else "scores_all"
-    run(
-        f"""
-        CREATE TEMP TABLE pc AS
-        SELECT p.*, c.started_on
-        FROM (
-            SELECT course_id, instrument_id,
-                   avg(value) FILTER (WHERE timepoint = 'baseline') AS b, {value_columns}
-            FROM {score_source}
-            WHERE timepoint IN ({wanted}) AND instrument_id IN (
-                SELECT DISTINCT instrument_id FROM {score_source} WHERE timepoint = 'baseline'
-            )
-            GROUP BY course_id, instrument_id
-        ) p JOIN c USING (course_id)
-        WHERE p.b IS NOT NULL
-        """
-    )
-    agg.instruments_seen = sorted(
-        str(r[0]) for r in run(f"SELECT DISTINCT instrument_id FROM {score_source}").fetchall()
-    )
-    agg.baseline = {
-        str(k): (int(n), _f(m), _f(sd))
-        for k, n, m, sd in run(
-            "SELECT instrument_id, count(*), avg(b), stddev_samp(b) FROM pc GROUP BY 1"
-        ).fetchall()
+    pc = f"(SELECT * FROM {facts}pc {semi})"
+    codes = {
+        int(k): str(loaded.name("scores", "instrument_id", k))
+        for (k,) in run(f"SELECT DISTINCT instrument_id FROM {facts}pc").fetchall()
     }
-
-    columns = []
-    change_params: list[Any] = []
-    for i, tp in enumerate(FOLLOW_UPS):
-        v = f"v{i}"
-        improvement = f"(CASE WHEN r.higher_is_better THEN {v} - b ELSE b - {v} END)"
-        columns.append(
-            f"""count({v}), avg({v} - b), stddev_samp({v} - b),
-                avg(b) FILTER (WHERE {v} IS NOT NULL), avg({v}),
-                count(*) FILTER (WHERE {v} IS NOT NULL AND {improvement} >= r.mcid),
-                count(*) FILTER (WHERE {v} IS NOT NULL AND b > 0),
-                count(*) FILTER (WHERE {v} IS NOT NULL AND b > 0 AND (b - {v}) * 10 >= 3 * b),
-                count(*) FILTER (WHERE {v} IS NOT NULL AND b > 0 AND (b - {v}) * 2 >= b),
-                count(*) FILTER (WHERE {v} IS NOT NULL OR started_on <= ?)"""
-        )
-        change_params.append(as_of - dt.timedelta(days=tp.days))
-    width = 10
-    for r in run(
-        f"""
-        SELECT instrument_id, {", ".join(columns)}
-        FROM pc LEFT JOIN rules r USING (instrument_id)
-        GROUP BY instrument_id
-        """,
-        change_params,
+    cutoffs = [as_of - dt.timedelta(days=tp.days) for tp in FOLLOW_UPS]
+    due = ", ".join(
+        f"count(*) FILTER (WHERE v{i} IS NULL AND started_on <= ?)" for i in range(N_FOLLOW_UPS)
+    )
+    missing_due: dict[str, list[int]] = {}
+    for k, n, mean, sd, *not_answered in run(
+        f"SELECT instrument_id, count(*), avg(b), stddev_samp(b), {due} FROM {pc} GROUP BY 1",
+        cutoffs,
     ).fetchall():
+        agg.baseline[codes[int(k)]] = (int(n), _f(mean), _f(sd))
+        missing_due[codes[int(k)]] = [int(x) for x in not_answered]
+
+    # Every answered follow-up as one row (instrument, follow-up, baseline, value), counted
+    # per distinct (baseline, value) pair: questionnaire scores take few distinct values, so
+    # a few thousand counts stand for millions of pairs, and every change figure follows
+    # from them exactly (numpy, below) with the same arithmetic as row by row.
+    answered = " UNION ALL ".join(
+        f"SELECT instrument_id, {i} AS tp, b, v{i} AS v FROM {pc} WHERE v{i} IS NOT NULL"
+        for i in range(N_FOLLOW_UPS)
+    )
+    pairs = run(
+        f"SELECT instrument_id, tp, b, v, count(*) AS w FROM ({answered}) GROUP BY ALL"
+    ).fetchnumpy()
+    slots = np.asarray(pairs["instrument_id"], np.int64) * N_FOLLOW_UPS + np.asarray(
+        pairs["tp"], np.int64
+    )
+    for slot in np.unique(slots):
+        code, i = divmod(int(slot), N_FOLLOW_UPS)
+        instrument_id = codes[code]
+        take = slots == slot
+        change = _change_from_counts(
+            np.asarray(pairs["b"], np.float64)[take],
+            np.asarray(pairs["v"], np.float64)[take],
+            np.asarray(pairs["w"], np.int64)[take],
+            rules.get(instrument_id),
+        )
+        change.eligible = change.n + missing_due[instrument_id][i]
+        agg.change[(instrument_id, FOLLOW_UPS[i].key)] = change
+    for instrument_id in agg.baseline:  # a follow-up nobody answered
         for i, tp in enumerate(FOLLOW_UPS):
-            x = r[1 + i * width : 1 + (i + 1) * width]
-            agg.change[(str(r[0]), tp.key)] = ChangeAgg(
-                n=int(x[0]),
-                mean=_f(x[1]),
-                sd=_f(x[2]),
-                baseline_mean=_f(x[3]),
-                follow_up_mean=_f(x[4]),
-                responders=int(x[5]),
-                pct_n=int(x[6]),
-                pct30=int(x[7]),
-                pct50=int(x[8]),
-                eligible=int(x[9]),
-            )
+            if (instrument_id, tp.key) not in agg.change:
+                agg.change[(instrument_id, tp.key)] = ChangeAgg(
+                    eligible=missing_due[instrument_id][i]
+                )
 
     primary = rules.get(PRIMARY_INSTRUMENT)
-    has_primary = PRIMARY_INSTRUMENT in agg.baseline and primary is not None
-    if has_primary and primary is not None:
-        imp = "s.value - pb.b" if primary.higher_is_better else "pb.b - s.value"
+    primary_code = loaded.code("scores", "instrument_id", PRIMARY_INSTRUMENT)
+    keys = ("condition_id", "practitioner_id", "year(started_on)")
+    sets = "GROUPING SETS ((condition_id), (practitioner_id), (year(started_on)))"
+    stats: dict[tuple[int, Any], tuple[Any, ...]] = {}
+    if PRIMARY_INSTRUMENT in agg.baseline and primary is not None:
         n_primary = agg.baseline[PRIMARY_INSTRUMENT][0]
-        m = float("inf") if primary.mcid is None else float(primary.mcid)
-        # One pass over the primary instrument's later scores: the first responding day,
-        # the last day, and the (few) non-responding days, from which durability follows.
-        run(
-            f"""
-            CREATE TEMP TABLE fr AS
-            SELECT s.course_id, min(s.day) FILTER (WHERE {imp} >= ?) AS first_day,
-                   max(s.day) AS last_day, list(s.day) FILTER (WHERE {imp} < ?) AS nonresp
-            FROM {score_source} s
-            JOIN (SELECT course_id, b FROM pc WHERE instrument_id = ?) pb USING (course_id)
-            WHERE s.instrument_id = ? AND s.timepoint <> 'baseline' AND s.day > 0
-            GROUP BY s.course_id
-            """,
-            [m, m, PRIMARY_INSTRUMENT, PRIMARY_INSTRUMENT],
-        )
-        n_post = run("SELECT count(*) FROM fr").fetchone() or (0,)
+        km = f"(SELECT * FROM {facts}km {semi})"
+        n_post = run(f"SELECT count(*) FROM {km}").fetchone() or (0,)
         agg.no_post_baseline = n_primary - int(n_post[0])
         if primary.mcid is not None:
             agg.km_response = [
                 (int(t), int(d), int(c))
                 for t, d, c in run(
-                    """
+                    f"""
                     SELECT coalesce(first_day, last_day) AS t, count(first_day),
                            count(*) - count(first_day)
-                    FROM fr GROUP BY t ORDER BY t
+                    FROM {km} GROUP BY t ORDER BY t
                     """
                 ).fetchall()
             ]
             agg.km_durability = [
                 (int(t), int(d), int(c))
                 for t, d, c in run(
-                    """
-                    SELECT coalesce(loss, last_day) - first_day AS t, count(loss),
-                           count(*) - count(loss)
-                    FROM (
-                        SELECT first_day, last_day,
-                               list_min(list_filter(nonresp, lambda d: d > first_day)) AS loss
-                        FROM fr WHERE first_day IS NOT NULL
-                    ) GROUP BY t ORDER BY t
+                    f"""
+                    SELECT coalesce(loss_day, last_day) - first_day AS t, count(loss_day),
+                           count(*) - count(loss_day)
+                    FROM {km} WHERE first_day IS NOT NULL GROUP BY t ORDER BY t
                     """
                 ).fetchall()
             ]
-
         latest = "coalesce(v3, v2, v1, v0)"
         sign = f"{latest} - b" if primary.higher_is_better else f"b - {latest}"
         mcid_value = float("inf") if primary.mcid is None else float(primary.mcid)
-        run(
-            f"""
-            CREATE TEMP TABLE lc AS
-            SELECT course_id, b, {latest} AS latest, {latest} - b AS ch, ({sign}) >= ? AS resp
-            FROM pc WHERE instrument_id = ? AND {latest} IS NOT NULL
-            """,
-            [mcid_value, PRIMARY_INSTRUMENT],
-        )
+        lc = f"""(SELECT *, {latest} AS latest, {latest} - b AS ch, ({sign}) >= ? AS resp
+                  FROM {pc} WHERE instrument_id = {primary_code} AND {latest} IS NOT NULL)"""
         agg.waterfall_percent = primary.pain
         waterfall_sql = (
-            "SELECT 100.0 * (latest - b) / b FROM lc WHERE b > 0"
+            f"SELECT 100.0 * (latest - b) / b FROM {lc} WHERE b > 0"
             if primary.pain
-            else "SELECT ch FROM lc"
+            else f"SELECT ch FROM {lc}"
         )
-        column = next(iter(run(waterfall_sql).fetchnumpy().values()))
+        column = next(iter(run(waterfall_sql, [mcid_value]).fetchnumpy().values()))
         agg.waterfall = np.asarray(column, dtype=np.float64)
-        join_lc = "LEFT JOIN lc USING (course_id)"
-        ch, resp = "lc.ch", "lc.resp"
-    else:
-        join_lc, ch, resp = "", "CAST(NULL AS DOUBLE)", "FALSE"
+        for g, *key3, n, mean, sd, rs in run(
+            f"""
+            SELECT GROUPING({", ".join(keys)}), {", ".join(keys)},
+                   count(*), avg(ch), stddev_samp(ch), count(*) FILTER (WHERE resp)
+            FROM {lc} GROUP BY {sets}
+            """,
+            [mcid_value],
+        ).fetchall():
+            stats[(int(g), _breakdown_key(g, key3))] = (n, mean, sd, rs)
 
-    keys = {
-        "condition_id": "CAST(c.condition_id AS VARCHAR)",
-        "practitioner_id": "coalesce(CAST(c.practitioner_id AS VARCHAR), 'none')",
-        "start_year": "coalesce(CAST(year(c.started_on) AS VARCHAR), 'not started')",
-    }
-    for dim, key in keys.items():
-        agg.breakdowns[dim] = [
+    breakdowns: dict[str, list[GroupAgg]] = {dim: [] for dim in _BREAKDOWNS.values()}
+    for g, *key3, courses in run(
+        f"SELECT GROUPING({', '.join(keys)}), {', '.join(keys)}, count(*) FROM c GROUP BY {sets}"
+    ).fetchall():
+        key = _breakdown_key(g, key3)
+        n, mean, sd, rs = stats.get((int(g), key), (0, None, None, 0))
+        if g == 0b011:
+            label = str(loaded.name("courses", "condition_id", key))
+        elif g == 0b101:
+            label = "none" if key is None else str(key)
+        else:
+            label = "not started" if key is None else str(key)
+        breakdowns[_BREAKDOWNS[int(g)]].append(
             GroupAgg(
-                key=str(k),
-                courses=int(n),
-                n=int(nc),
+                key=label,
+                courses=int(courses),
+                n=int(n),
                 mean=_f(mean),
                 sd=_f(sd),
                 responders=int(rs),
             )
-            for k, n, nc, mean, sd, rs in run(
-                f"""
-                SELECT {key} AS k, count(*), count({ch}), avg({ch}), stddev_samp({ch}),
-                       count(*) FILTER (WHERE {resp})
-                FROM c {join_lc} GROUP BY k ORDER BY k
-                """
-            ).fetchall()
-        ]
+        )
+    agg.breakdowns = {
+        dim: sorted(groups, key=lambda g: g.key) for dim, groups in breakdowns.items()
+    }
 
     f_source = f"(SELECT * FROM follow_ups_all {in_c})" if filtered else "follow_ups_all"
     for r in run(
@@ -360,7 +642,7 @@ def _compute(
         FROM {f_source} GROUP BY 1
         """
     ).fetchall():
-        agg.follow_ups[str(r[0])] = FollowUpAgg(
+        agg.follow_ups[str(loaded.name("follow_ups", "timepoint", r[0]))] = FollowUpAgg(
             n=int(r[1]),
             medicine_known=int(r[2]),
             medicine_users=int(r[3]),
@@ -371,24 +653,13 @@ def _compute(
             mme_median=_f(r[8]),
         )
     surgery = run(
-        f"""
-        SELECT count(*), count(*) FILTER (WHERE coalesce(q.done, FALSE)),
-               count(*) FILTER (WHERE NOT coalesce(q.done, FALSE) AND coalesce(q.known12, FALSE))
-        FROM (SELECT DISTINCT course_id FROM {f_source}
-              WHERE timepoint = 'baseline' AND surgery_planned) p
-        LEFT JOIN (
-            SELECT course_id, bool_or(surgery_done) AS done,
-                   bool_or(timepoint = 'month_12' AND surgery_done IS NOT NULL) AS known12
-            FROM {f_source} WHERE timepoint <> 'baseline' GROUP BY course_id
-        ) q USING (course_id)
-        """
+        f"SELECT count(*), count(*) FILTER (WHERE done), "
+        f"count(*) FILTER (WHERE NOT done AND known12) FROM {facts}sg {semi}"
     ).fetchone()
-    assert surgery is not None  # noqa: S101
+    assert surgery is not None  # noqa: S101  (an aggregate always returns a row)
     agg.surgery_planned, agg.surgery_done, agg.surgery_avoided = map(int, surgery)
 
     if loaded.has_flares:
-        fl_source = f"(SELECT * FROM flares_all {in_c})" if filtered else "flares_all"
-        base = "(SELECT course_id, b FROM pc WHERE instrument_id = ?)"
         fl = run(
             f"""
             SELECT count(*) FILTER (WHERE b IS NOT NULL),
@@ -398,14 +669,8 @@ def _compute(
                    avg(flare_days) FILTER (WHERE flare_days > 0),
                    stddev_samp(flare_days) FILTER (WHERE flare_days > 0),
                    count(*) FILTER (WHERE b IS NULL)
-            FROM (
-                SELECT fl.session_id, any_value(bl.b) AS b, max(fl.pain) AS peak,
-                       count(*) FILTER (WHERE fl.pain >= bl.b + ?) AS flare_days
-                FROM {fl_source} fl LEFT JOIN {base} bl USING (course_id)
-                GROUP BY fl.session_id
-            )
-            """,
-            [FLARE_RISE, PRIMARY_INSTRUMENT],
+            FROM {facts}fs {semi}
+            """
         ).fetchone()
         assert fl is not None  # noqa: S101
         agg.flares = {
@@ -418,9 +683,96 @@ def _compute(
             "not_evaluable": int(fl[6]),
         }
     if loaded.has_adverse_events:
-        ae_source = f"(SELECT * FROM adverse_all {in_c})" if filtered else "adverse_all"
+        ae_source = (
+            f"(SELECT * FROM adverse_events_all {in_c})" if filtered else "adverse_events_all"
+        )
         agg.adverse_events = {
-            str(k): int(n)
+            str(loaded.name("adverse_events", "kind", k)): int(n)
             for k, n in run(f"SELECT kind, count(*) FROM {ae_source} GROUP BY 1").fetchall()
         }
     return agg
+
+
+def _change_from_counts(
+    b: NDArray[np.float64],
+    v: NDArray[np.float64],
+    w: NDArray[np.int64],
+    rule: InstrumentRule | None,
+) -> ChangeAgg:
+    """Change figures from distinct (baseline, follow-up) pairs and how often each occurs.
+
+    The same arithmetic as pair by pair (change ``v - b``, the responder and percent
+    tests on the same doubles), each term counted ``w`` times.
+    """
+    n = int(w.sum())
+    change = v - b
+    mean = float((w * change).sum()) / n
+    sd = math.sqrt(float((w * (change - mean) ** 2).sum()) / (n - 1)) if n > 1 else None
+    improvement = change if rule is not None and rule.higher_is_better else b - v
+    positive = b > 0
+    return ChangeAgg(
+        n=n,
+        mean=mean,
+        sd=sd,
+        baseline_mean=float((w * b).sum()) / n,
+        follow_up_mean=float((w * v).sum()) / n,
+        responders=(
+            int(w[improvement >= rule.mcid].sum())
+            if rule is not None and rule.mcid is not None
+            else 0
+        ),
+        pct_n=int(w[positive].sum()),
+        pct30=int(w[positive & ((b - v) * 10 >= 3 * b)].sum()),
+        pct50=int(w[positive & ((b - v) * 2 >= b)].sum()),
+    )
+
+
+_BREAKDOWNS = {0b011: "condition_id", 0b101: "practitioner_id", 0b110: "start_year"}
+
+
+def _breakdown_key(grouping: int, keys: Sequence[Any]) -> Any:
+    """The key of a GROUPING SETS row over (condition, practitioner, start year)."""
+    return keys[{0b011: 0, 0b101: 1, 0b110: 2}[int(grouping)]]
+
+
+def _courses(loaded: LoadedRegistry, run: Run, agg: Aggregates) -> None:
+    """Counts over the selected courses: patients, status, stop reasons, sessions."""
+    row = run(
+        """
+        SELECT count(*), count(started_on),
+               avg(sessions_done) FILTER (WHERE started_on IS NOT NULL),
+               median(sessions_done) FILTER (WHERE started_on IS NOT NULL),
+               min(sessions_done) FILTER (WHERE started_on IS NOT NULL),
+               max(sessions_done) FILTER (WHERE started_on IS NOT NULL),
+               avg(planned_sessions) FILTER (WHERE started_on IS NOT NULL)
+        FROM c
+        """
+    ).fetchone()
+    assert row is not None  # noqa: S101  (an aggregate always returns a row)
+    agg.n_courses, agg.n_started = int(row[0]), int(row[1])
+    agg.sessions_n = agg.n_started
+    agg.sessions_mean, agg.sessions_median = _f(row[2]), _f(row[3])
+    agg.sessions_min = None if row[4] is None else int(row[4])
+    agg.sessions_max = None if row[5] is None else int(row[5])
+    agg.planned_mean = _f(row[6])
+    span = run("SELECT max(patient_id) - min(patient_id) + 1 FROM courses_all").fetchone()
+    _dense(run, agg.n_courses, (span or (0,))[0])
+    patients = run(
+        """
+        SELECT count(*), count(*) FILTER (WHERE started)
+        FROM (SELECT patient_id, bool_or(started_on IS NOT NULL) AS started
+              FROM c WHERE patient_id IS NOT NULL GROUP BY patient_id)
+        """
+    ).fetchone()
+    assert patients is not None  # noqa: S101
+    agg.n_patients, agg.n_patients_treated = int(patients[0]), int(patients[1])
+    for g, status, reason, n in run(
+        """
+        SELECT GROUPING(status, stop_reason), status, stop_reason, count(*)
+        FROM c GROUP BY GROUPING SETS ((status), (stop_reason))
+        """
+    ).fetchall():
+        if g == 0b01:
+            agg.status_counts[str(loaded.name("courses", "status", status))] = int(n)
+        elif reason is not None:
+            agg.stop_reasons[str(loaded.name("courses", "stop_reason", reason))] = int(n)

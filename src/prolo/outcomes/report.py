@@ -223,6 +223,15 @@ FLARE_SCHEMA = pa.schema(
 ADVERSE_EVENT_SCHEMA = pa.schema([("course_id", pa.int64()), ("kind", pa.string())])
 
 
+_DICTIONARY_COLUMNS = {
+    "courses": ("condition_id", "injectate", "status", "stop_reason"),
+    "scores": ("instrument_id", "timepoint"),
+    "follow_ups": ("timepoint",),
+    "flares": (),
+    "adverse_events": ("kind",),
+}
+
+
 @dataclass
 class RegistryTables:
     """The registry as Arrow tables. ``flares``/``adverse_events`` are None when the
@@ -259,14 +268,20 @@ class RegistryTables:
             if not (folder / f"{name}.parquet").is_file():
                 raise ValueError(f"{folder} is not a registry snapshot: {name}.parquet is missing")
 
+        def read(name: str) -> pa.Table:
+            # Short repeated texts (instrument, timepoint, status, ...) stay dictionary
+            # encoded, as Parquet stores them: no string per row is ever materialised.
+            return pq.read_table(
+                folder / f"{name}.parquet", read_dictionary=list(_DICTIONARY_COLUMNS[name])
+            )
+
         def optional(name: str) -> pa.Table | None:
-            path = folder / f"{name}.parquet"
-            return pq.read_table(path) if path.is_file() else None
+            return read(name) if (folder / f"{name}.parquet").is_file() else None
 
         return cls(
-            courses=pq.read_table(folder / "courses.parquet"),
-            scores=pq.read_table(folder / "scores.parquet"),
-            follow_ups=pq.read_table(folder / "follow_ups.parquet"),
+            courses=read("courses"),
+            scores=read("scores"),
+            follow_ups=read("follow_ups"),
             flares=optional("flares"),
             adverse_events=optional("adverse_events"),
         )
