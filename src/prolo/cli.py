@@ -192,7 +192,9 @@ def user_create(
 def token_create(
     email: Annotated[str, typer.Option(help="the user the token acts as")],
     name: Annotated[str, typer.Option(help="what the token is for")] = "cli",
-    scopes: Annotated[str, typer.Option(help="space- or comma-separated scopes")] = "read write",
+    scopes: Annotated[
+        str, typer.Option(help="space- or comma-separated scopes (read, write, fhir, bulk, admin)")
+    ] = "read write fhir",
     days: Annotated[int, typer.Option(help="days until it expires")] = 30,
 ) -> None:
     """Create an API bearer token and print it (it is shown only once)."""
