@@ -92,6 +92,19 @@ def test_upgrade_demo_user_token_and_audit(env: dict[str, str], tmp_path: Path) 
     )
     assert result.exit_code == 0
     assert result.output.strip().startswith("prolo_")
+    # The contract from outside: a token from `prolo token create` reads the FHIR API.
+    from fastapi.testclient import TestClient
+
+    from prolo.app import create_app
+    from prolo.settings import Settings
+
+    bearer = {"Authorization": f"Bearer {result.output.strip()}"}
+    with TestClient(create_app(Settings(database_url=env["PROLO_DATABASE_URL"]))) as api:
+        bundle = api.get("/fhir/Patient", params={"_count": 5}, headers=bearer)
+        assert bundle.status_code == 200, bundle.text
+        assert bundle.json()["resourceType"] == "Bundle"
+        assert bundle.json()["type"] == "searchset"
+        assert len(bundle.json()["entry"]) == 5
     result = runner.invoke(app, ["audit", "verify"], env=env)
     assert result.exit_code == 0 and "intact" in result.output
     engine = create_engine(env["PROLO_DATABASE_URL"])
