@@ -129,6 +129,8 @@ class LoadedRegistry:
         self.has_flares = tables.flares is not None
         self.has_adverse_events = tables.adverse_events is not None
         self.codes: dict[tuple[str, str], list[Any]] = {}
+        self.sessions: NDArray[np.int64] | None = None  # diary session ids, in code order
+        self._sorted_sessions: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
         self.facts: _FactKey | None = None
         for name in ("courses", "scores", "follow_ups", "flares", "adverse_events"):
             table = getattr(tables, name)
@@ -142,7 +144,39 @@ class LoadedRegistry:
             codes, order = _encode(table.column(column), known or first)
             self.codes[(name, column)] = order
             table = table.set_column(table.schema.get_field_index(column), column, codes)
+        if name == "flares":
+            codes = self._session_codes(table.column("session_id").combine_chunks())
+            table = table.set_column(
+                table.schema.get_field_index("session_id"), "session_id", codes
+            )
         return table
+
+    def _session_codes(self, ids: pa.Array) -> pa.Array:
+        """Diary sessions numbered 0, 1, 2, ... in the order they arrive.
+
+        Flares are grouped session by session: a dense key lets DuckDB group through a
+        perfect hash table, where appointment ids would span far more values than there
+        are diary sessions.
+        """
+        if self.sessions is None:
+            self.sessions = np.asarray(pc.unique(ids), np.int64)
+            return pc.index_in(ids, value_set=pa.array(self.sessions)).cast(pa.int64())
+        if self._sorted_sessions is None:
+            order = np.argsort(self.sessions, kind="stable")
+            self._sorted_sessions = (self.sessions[order], order.astype(np.int64))
+        known, code_of = self._sorted_sessions
+        values = np.asarray(ids, np.int64)
+        at = np.minimum(np.searchsorted(known, values), max(len(known) - 1, 0))
+        found = (known[at] == values) if len(known) else np.zeros(len(values), bool)
+        new = np.unique(values[~found])
+        if new.size:
+            new_codes = np.arange(len(self.sessions), len(self.sessions) + new.size)
+            self.sessions = np.concatenate([self.sessions, new])
+            merged = np.concatenate([known, new])
+            order = np.argsort(merged, kind="stable")
+            self._sorted_sessions = (merged[order], np.concatenate([code_of, new_codes])[order])
+            return self._session_codes(ids)
+        return pa.array(code_of[at], pa.int64())
 
     def _create(self, name: str, table: pa.Table) -> None:
         self.con.register("arrow_in", self._coded(name, table))
@@ -270,46 +304,61 @@ def _fact_key(rules: Mapping[str, InstrumentRule]) -> _FactKey:
 # --------------------------------------------------------------------------- #
 # course facts: the only grouping by course
 
-_FACT_TABLES = ("pc", "km", "fs", "sg")
+_FACT_TABLES = ("pc", "km", "fs", "fa", "sg")
 
 
-def _dense(run: Run, count: int | None, span: int | None) -> None:
+def _dense(run: Run, count: int | None, span: int | None) -> bool:
     """Let DuckDB use perfect hash tables for the next groupings when ``count`` keys fill
     at least a quarter of their ``span``; otherwise its ordinary hash tables."""
     dense = bool(count) and bool(span) and 4 * int(count or 0) >= int(span or 0)
     bits = PERFECT_HASH_BITS if dense else DEFAULT_PERFECT_HASH_BITS
     run(f"SET perfect_ht_threshold = {bits}")
+    return dense
 
 
 def _course_facts(
     loaded: LoadedRegistry, run: Run, *, scope: str | None, key: _FactKey, prefix: str
 ) -> None:
     """Per-course facts for the courses listed in table ``scope`` (None: every course),
-    into tables ``{prefix}pc``, ``{prefix}km``, ``{prefix}fs`` and ``{prefix}sg``.
+    into tables ``{prefix}pc``, ``{prefix}km``, ``{prefix}fa``, ``{prefix}fs``, ``{prefix}sg``.
 
-    - ``pc``: per course and instrument with a baseline, the baseline mean ``b`` and the
-      follow-up means ``v0``..``v3``;
+    - ``pc``: per course and instrument with a baseline, the baseline mean ``b``, the
+      follow-up means ``v0``..``v3``, and the course's start, condition and practitioner;
     - ``km``: per course with a primary baseline and a later score, the first day that
       reaches the MCID, the last day and the first later day below it;
-    - ``fs``: per diary session, the course's primary baseline, peak pain and flare days;
+    - ``fa``: every diary session and its course;
+    - ``fs``: per diary session of a course with a primary baseline, peak pain and flare
+      days;
     - ``sg``: per course with surgery planned at baseline, whether it was done later and
       whether the 12-month status is known.
     """
 
-    def within(alias: str = "") -> str:
-        return f"AND {alias}course_id IN (SELECT course_id FROM {scope})" if scope else ""
-
-    # The grouping key's span comes from the whole table's statistics, so a perfect hash
-    # table pays for every course id even when the scope holds a few.
-    span = run("SELECT max(course_id) - min(course_id) + 1 FROM courses_all").fetchone()
-    count = run(f"SELECT count(*) FROM {scope or 'courses_all'}").fetchone()
-    _dense(run, (count or (0,))[0], (span or (0,))[0])
+    # A scope's rows are copied out of each table once; the facts are computed from them.
+    source = {name: f"{name}_all" for name in ("scores", "follow_ups", "flares")}
+    courses = "courses_all"
+    if scope:
+        for name in ("scores", "follow_ups") + (("flares",) if loaded.has_flares else ()):
+            run(
+                f"CREATE OR REPLACE TEMP TABLE scope_{name} AS SELECT * FROM {name}_all "
+                f"WHERE course_id IN (SELECT course_id FROM {scope})"
+            )
+            source[name] = f"scope_{name}"
+        courses = (
+            scope if scope == "c" else f"(FROM courses_all SEMI JOIN {scope} USING (course_id))"
+        )
+    scores, follow_ups, flares = source["scores"], source["follow_ups"], source["flares"]
+    # Perfect hash tables are sized from the key's span in the table grouped (here: the
+    # scope's courses); they pay for every slot, so only dense keys get them.
+    count, span = run(
+        f"SELECT count(*), max(course_id) - min(course_id) + 1 FROM {scope or 'courses_all'}"
+    ).fetchone() or (0, 0)
+    dense = _dense(run, count, span)
     temp = "" if prefix == "kept_" else "TEMP "
     primary = loaded.code("scores", "instrument_id", PRIMARY_INSTRUMENT)
     with_baseline = [
         int(k)
         for (k,) in run(
-            f"SELECT DISTINCT instrument_id FROM scores_all WHERE timepoint = 0 {within()}"
+            f"SELECT DISTINCT instrument_id FROM {scores} WHERE timepoint = 0"
         ).fetchall()
     ]
     # One pass per instrument, grouping by course alone: a dense integer key, so DuckDB
@@ -320,8 +369,8 @@ def _course_facts(
     parts = [
         f"""SELECT course_id, CAST({k} AS USMALLINT) AS instrument_id,
                    avg(value) FILTER (WHERE timepoint = 0) AS b, {means}
-            FROM scores_all
-            WHERE instrument_id = {k} AND timepoint <= {N_FOLLOW_UPS} {within()}
+            FROM {scores}
+            WHERE instrument_id = {k} AND timepoint <= {N_FOLLOW_UPS}
             GROUP BY course_id HAVING b IS NOT NULL"""
         for k in with_baseline
     ]
@@ -333,7 +382,6 @@ def _course_facts(
     )
     # The course's start (for "due") and breakdown keys ride along, so that the report
     # needs no join back to the courses.
-    courses = scope if scope == "c" else "courses_all"
     run(
         f"""
         CREATE OR REPLACE {temp}TABLE {prefix}pc AS
@@ -345,82 +393,96 @@ def _course_facts(
     has_primary = primary is not None and primary in with_baseline
     pb = f"(SELECT course_id, b FROM {prefix}pc WHERE instrument_id = {primary})"
     if has_primary:
-        improvement = "s.value - pb.b" if key.higher_is_better else "pb.b - s.value"
+        # Inner joins throughout: with a dense build side DuckDB joins through an array
+        # (a perfect hash join), where an outer join would hash every probe.
+        later = f"s.instrument_id = {primary} AND s.timepoint <> 0"
         mcid = float("inf") if key.mcid is None else float(key.mcid)
-        # The first responding day per course, then the first non-responding day after it.
+
+        def responds(b: str) -> str:
+            return f"s.value - {b} >= ?" if key.higher_is_better else f"{b} - s.value >= ?"
+
+        # The first responding day and the last day per course ...
+        run(
+            f"""
+            CREATE OR REPLACE TEMP TABLE km_first AS
+            SELECT s.course_id, any_value(pb.b) AS b,
+                   min(s.day) FILTER (WHERE {responds("pb.b")}) AS first_day, max(s.day) AS last_day
+            FROM {scores} s JOIN {pb} pb USING (course_id)
+            WHERE {later} AND s.day > 0
+            GROUP BY s.course_id
+            """,
+            [mcid],
+        )
+        # ... then the first non-responding day after the first response.
         run(
             f"""
             CREATE OR REPLACE {temp}TABLE {prefix}km AS
-            WITH post AS (
-                SELECT s.course_id, s.day, {improvement} >= ? AS responds
-                FROM scores_all s JOIN {pb} pb USING (course_id)
-                WHERE s.instrument_id = {primary} AND s.timepoint <> 0 AND s.day > 0
-                      {within("s.")}
-            ),
-            firsts AS (
-                SELECT course_id, min(day) FILTER (WHERE responds) AS first_day,
-                       max(day) AS last_day
-                FROM post GROUP BY course_id
-            )
             SELECT f.course_id, f.first_day, f.last_day, l.loss_day
-            FROM firsts f LEFT JOIN (
-                SELECT p.course_id, min(p.day) AS loss_day
-                FROM post p JOIN firsts f USING (course_id)
-                WHERE NOT p.responds AND p.day > f.first_day
-                GROUP BY p.course_id
+            FROM km_first f LEFT JOIN (
+                SELECT s.course_id, min(s.day) AS loss_day
+                FROM {scores} s JOIN km_first f USING (course_id)
+                WHERE {later} AND s.day > f.first_day AND NOT ({responds("f.b")})
+                GROUP BY s.course_id
             ) l USING (course_id)
             """,
             [mcid],
         )
+        run("DROP TABLE km_first")
     else:
         run(
             f"CREATE OR REPLACE {temp}TABLE {prefix}km AS SELECT CAST(NULL AS BIGINT) AS "
             "course_id, CAST(NULL AS INTEGER) AS first_day, CAST(NULL AS INTEGER) AS last_day, "
             "CAST(NULL AS INTEGER) AS loss_day WHERE FALSE"
         )
-    _dense(run, 0, 0)  # diary sessions: keys far sparser than courses
-    if loaded.has_flares:
-        baseline = (
-            f"LEFT JOIN {pb} pb USING (course_id)"
-            if has_primary
-            else "LEFT JOIN (SELECT NULL::BIGINT AS course_id, NULL::DOUBLE AS b) pb "
-            "USING (course_id)"
-        )
-        run(
-            f"""
-            CREATE OR REPLACE {temp}TABLE {prefix}fs AS
-            SELECT any_value(fl.course_id) AS course_id, fl.session_id, any_value(pb.b) AS b,
-                   max(fl.pain) AS peak, count(*) FILTER (WHERE fl.pain >= pb.b + ?) AS flare_days
-            FROM flares_all fl {baseline}
-            WHERE TRUE {within("fl.")}
-            GROUP BY fl.session_id
-            """,
-            [FLARE_RISE],
-        )
-    else:
-        run(
-            f"CREATE OR REPLACE {temp}TABLE {prefix}fs AS SELECT CAST(NULL AS BIGINT) AS "
-            "course_id, CAST(NULL AS BIGINT) AS session_id, CAST(NULL AS DOUBLE) AS b, "
-            "CAST(NULL AS INTEGER) AS peak, CAST(0 AS BIGINT) AS flare_days WHERE FALSE"
-        )
+    # Diary sessions are numbered densely when loaded: dense whenever the courses are.
+    _dense(run, 1 if dense else 0, 1)
+    no_sessions = (
+        "SELECT CAST(NULL AS BIGINT) AS course_id, CAST(NULL AS BIGINT) AS session_id, "
+        "CAST(NULL AS INTEGER) AS peak, CAST(0 AS BIGINT) AS flare_days WHERE FALSE"
+    )
+    # Every diary session (fa), and those whose course has a primary baseline (fs), with
+    # their peak pain and flare days.
+    run(
+        f"""
+        CREATE OR REPLACE {temp}TABLE {prefix}fa AS
+        SELECT any_value(course_id) AS course_id, session_id FROM {flares} GROUP BY session_id
+        """
+        if loaded.has_flares
+        else f"CREATE OR REPLACE {temp}TABLE {prefix}fa AS SELECT course_id, session_id "
+        f"FROM ({no_sessions})"
+    )
+    run(
+        f"""
+        CREATE OR REPLACE {temp}TABLE {prefix}fs AS
+        SELECT any_value(fl.course_id) AS course_id, fl.session_id, max(fl.pain) AS peak,
+               count(*) FILTER (WHERE fl.pain >= pb.b + ?) AS flare_days
+        FROM {flares} fl JOIN {pb} pb USING (course_id)
+        GROUP BY fl.session_id
+        """
+        if loaded.has_flares and has_primary
+        else f"CREATE OR REPLACE {temp}TABLE {prefix}fs AS {no_sessions}",
+        [FLARE_RISE] if loaded.has_flares and has_primary else None,
+    )
     month_12 = TIMEPOINT_CODES.index("month_12")
     run(
         f"""
         CREATE OR REPLACE {temp}TABLE {prefix}sg AS
         WITH planned AS (
-            SELECT DISTINCT course_id FROM follow_ups_all
-            WHERE timepoint = 0 AND surgery_planned {within()}
+            SELECT DISTINCT course_id FROM {follow_ups}
+            WHERE timepoint = 0 AND surgery_planned
         )
         SELECT p.course_id, coalesce(q.done, FALSE) AS done, coalesce(q.known12, FALSE) AS known12
         FROM planned p LEFT JOIN (
             SELECT course_id, bool_or(surgery_done) AS done,
                    bool_or(timepoint = {month_12} AND surgery_done IS NOT NULL) AS known12
-            FROM follow_ups_all
+            FROM {follow_ups}
             WHERE timepoint <> 0 AND course_id IN (SELECT course_id FROM planned)
             GROUP BY course_id
         ) q USING (course_id)
         """
     )
+    for name in ("scores", "follow_ups", "flares"):
+        run(f"DROP TABLE IF EXISTS scope_{name}")
 
 
 # --------------------------------------------------------------------------- #
@@ -662,13 +724,13 @@ def _report(
     if loaded.has_flares:
         fl = run(
             f"""
-            SELECT count(*) FILTER (WHERE b IS NOT NULL),
+            SELECT count(*),
                    count(*) FILTER (WHERE flare_days > 0),
                    avg(peak) FILTER (WHERE flare_days > 0),
                    stddev_samp(peak) FILTER (WHERE flare_days > 0),
                    avg(flare_days) FILTER (WHERE flare_days > 0),
                    stddev_samp(flare_days) FILTER (WHERE flare_days > 0),
-                   count(*) FILTER (WHERE b IS NULL)
+                   (SELECT count(*) FROM {facts}fa {semi})
             FROM {facts}fs {semi}
             """
         ).fetchone()
@@ -680,7 +742,7 @@ def _report(
             "peak_sd": _f(fl[3]),
             "duration_mean": _f(fl[4]),
             "duration_sd": _f(fl[5]),
-            "not_evaluable": int(fl[6]),
+            "not_evaluable": int(fl[6]) - int(fl[0]),
         }
     if loaded.has_adverse_events:
         ae_source = (
