@@ -196,7 +196,7 @@ class LoadedRegistry:
         """Compute course facts for every course and keep them for later reports."""
         key = _fact_key(rules)
         with _runner(self.con) as run:
-            _course_facts(self, run, scope=None, key=key, prefix="kept_")
+            _course_facts(self, run, scope=None, key=key, prefix="kept_", keep=True)
         self.facts = key
 
     def ingest(self, tables: RegistryTables) -> None:
@@ -242,7 +242,7 @@ class LoadedRegistry:
             con.unregister("arrow_in")
         if self.facts is not None:
             with _runner(con) as run:
-                _course_facts(self, run, scope="touched", key=self.facts, prefix="new_")
+                _course_facts(self, run, scope="touched", key=self.facts, prefix="new_", keep=True)
                 for fact in _FACT_TABLES:
                     run(f"DELETE FROM kept_{fact} WHERE course_id IN (FROM touched)")
                     run(f"INSERT INTO kept_{fact} SELECT * FROM new_{fact}")
@@ -317,10 +317,20 @@ def _dense(run: Run, count: int | None, span: int | None) -> bool:
 
 
 def _course_facts(
-    loaded: LoadedRegistry, run: Run, *, scope: str | None, key: _FactKey, prefix: str
-) -> None:
-    """Per-course facts for the courses listed in table ``scope`` (None: every course),
-    into tables ``{prefix}pc``, ``{prefix}km``, ``{prefix}fa``, ``{prefix}fs``, ``{prefix}sg``.
+    loaded: LoadedRegistry,
+    run: Run,
+    *,
+    scope: str | None,
+    key: _FactKey,
+    prefix: str,
+    keep: bool,
+) -> dict[str, str]:
+    """Per-course facts for the courses listed in table ``scope`` (None: every course).
+
+    Returns what to put after FROM for each fact: a table ``{prefix}<fact>`` when ``keep``
+    (every fact is stored), else a subquery for the facts one report reads once (only
+    ``pc`` and the first responses are stored; storing a million rows costs about as much
+    as computing them). The facts:
 
     - ``pc``: per course and instrument with a baseline, the baseline mean ``b``, the
       follow-up means ``v0``..``v3``, and the course's start, condition and practitioner;
@@ -332,6 +342,15 @@ def _course_facts(
     - ``sg``: per course with surgery planned at baseline, whether it was done later and
       whether the 12-month status is known.
     """
+    facts: dict[str, str] = {}
+    temp = "" if prefix == "kept_" else "TEMP "
+
+    def store(name: str, sql: str, *, always: bool = False) -> None:
+        if keep or always:
+            run(f"CREATE OR REPLACE {temp}TABLE {prefix}{name} AS {sql}")
+            facts[name] = f"{prefix}{name}"
+        else:
+            facts[name] = f"({sql})"
 
     # A scope's rows are copied out of each table once; the facts are computed from them.
     source = {name: f"{name}_all" for name in ("scores", "follow_ups", "flares")}
@@ -353,7 +372,7 @@ def _course_facts(
         f"SELECT count(*), max(course_id) - min(course_id) + 1 FROM {scope or 'courses_all'}"
     ).fetchone() or (0, 0)
     dense = _dense(run, count, span)
-    temp = "" if prefix == "kept_" else "TEMP "
+
     primary = loaded.code("scores", "instrument_id", PRIMARY_INSTRUMENT)
     with_baseline = [
         int(k)
@@ -366,40 +385,40 @@ def _course_facts(
     means = ", ".join(
         f"avg(value) FILTER (WHERE timepoint = {i + 1}) AS v{i}" for i in range(N_FOLLOW_UPS)
     )
+    # The course's start (for "due") and breakdown keys ride along, so that the report
+    # needs no join back to the courses. Joined per instrument: each side has one row per
+    # course, which lets DuckDB join through an array too.
     parts = [
-        f"""SELECT course_id, CAST({k} AS USMALLINT) AS instrument_id,
-                   avg(value) FILTER (WHERE timepoint = 0) AS b, {means}
-            FROM {scores}
-            WHERE instrument_id = {k} AND timepoint <= {N_FOLLOW_UPS}
-            GROUP BY course_id HAVING b IS NOT NULL"""
+        f"""SELECT p.*, c.started_on, c.condition_id, c.practitioner_id
+            FROM (
+                SELECT course_id, CAST({k} AS USMALLINT) AS instrument_id,
+                       avg(value) FILTER (WHERE timepoint = 0) AS b, {means}
+                FROM {scores}
+                WHERE instrument_id = {k} AND timepoint <= {N_FOLLOW_UPS}
+                GROUP BY course_id HAVING b IS NOT NULL
+            ) p JOIN {courses} c USING (course_id)"""
         for k in with_baseline
     ]
     empty_pc = (
         "SELECT CAST(NULL AS BIGINT) AS course_id, CAST(NULL AS USMALLINT) AS instrument_id, "
         "CAST(NULL AS DOUBLE) AS b, "
         + ", ".join(f"CAST(NULL AS DOUBLE) AS v{i}" for i in range(N_FOLLOW_UPS))
-        + " WHERE FALSE"
+        + ", CAST(NULL AS DATE) AS started_on, CAST(NULL AS USMALLINT) AS condition_id, "
+        "CAST(NULL AS BIGINT) AS practitioner_id WHERE FALSE"
     )
-    # The course's start (for "due") and breakdown keys ride along, so that the report
-    # needs no join back to the courses.
-    run(
-        f"""
-        CREATE OR REPLACE {temp}TABLE {prefix}pc AS
-        SELECT p.*, c.started_on, c.condition_id, c.practitioner_id
-        FROM ({" UNION ALL ".join(parts) or empty_pc}) p JOIN {courses} c USING (course_id)
-        """
-    )
+    store("pc", " UNION ALL ".join(parts) or empty_pc, always=True)
 
     has_primary = primary is not None and primary in with_baseline
-    pb = f"(SELECT course_id, b FROM {prefix}pc WHERE instrument_id = {primary})"
+    pb = f"(SELECT course_id, b FROM {facts['pc']} WHERE instrument_id = {primary})"
     if has_primary:
         # Inner joins throughout: with a dense build side DuckDB joins through an array
         # (a perfect hash join), where an outer join would hash every probe.
         later = f"s.instrument_id = {primary} AND s.timepoint <> 0"
-        mcid = float("inf") if key.mcid is None else float(key.mcid)
+        mcid = _double(float("inf") if key.mcid is None else float(key.mcid))
 
         def responds(b: str) -> str:
-            return f"s.value - {b} >= ?" if key.higher_is_better else f"{b} - s.value >= ?"
+            improvement = f"s.value - {b}" if key.higher_is_better else f"{b} - s.value"
+            return f"{improvement} >= {mcid}"
 
         # The first responding day and the last day per course ...
         run(
@@ -410,13 +429,12 @@ def _course_facts(
             FROM {scores} s JOIN {pb} pb USING (course_id)
             WHERE {later} AND s.day > 0
             GROUP BY s.course_id
-            """,
-            [mcid],
+            """
         )
         # ... then the first non-responding day after the first response.
-        run(
+        store(
+            "km",
             f"""
-            CREATE OR REPLACE {temp}TABLE {prefix}km AS
             SELECT f.course_id, f.first_day, f.last_day, l.loss_day
             FROM km_first f LEFT JOIN (
                 SELECT s.course_id, min(s.day) AS loss_day
@@ -425,14 +443,12 @@ def _course_facts(
                 GROUP BY s.course_id
             ) l USING (course_id)
             """,
-            [mcid],
         )
-        run("DROP TABLE km_first")
     else:
-        run(
-            f"CREATE OR REPLACE {temp}TABLE {prefix}km AS SELECT CAST(NULL AS BIGINT) AS "
-            "course_id, CAST(NULL AS INTEGER) AS first_day, CAST(NULL AS INTEGER) AS last_day, "
-            "CAST(NULL AS INTEGER) AS loss_day WHERE FALSE"
+        store(
+            "km",
+            "SELECT CAST(NULL AS BIGINT) AS course_id, CAST(NULL AS INTEGER) AS first_day, "
+            "CAST(NULL AS INTEGER) AS last_day, CAST(NULL AS INTEGER) AS loss_day WHERE FALSE",
         )
     # Diary sessions are numbered densely when loaded: dense whenever the courses are.
     _dense(run, 1 if dense else 0, 1)
@@ -442,31 +458,27 @@ def _course_facts(
     )
     # Every diary session (fa), and those whose course has a primary baseline (fs), with
     # their peak pain and flare days.
-    run(
-        f"""
-        CREATE OR REPLACE {temp}TABLE {prefix}fa AS
-        SELECT any_value(course_id) AS course_id, session_id FROM {flares} GROUP BY session_id
-        """
+    store(
+        "fa",
+        f"SELECT any_value(course_id) AS course_id, session_id FROM {flares} GROUP BY session_id"
         if loaded.has_flares
-        else f"CREATE OR REPLACE {temp}TABLE {prefix}fa AS SELECT course_id, session_id "
-        f"FROM ({no_sessions})"
+        else f"SELECT course_id, session_id FROM ({no_sessions})",
     )
-    run(
+    store(
+        "fs",
         f"""
-        CREATE OR REPLACE {temp}TABLE {prefix}fs AS
         SELECT any_value(fl.course_id) AS course_id, fl.session_id, max(fl.pain) AS peak,
-               count(*) FILTER (WHERE fl.pain >= pb.b + ?) AS flare_days
+               count(*) FILTER (WHERE fl.pain >= pb.b + {_double(FLARE_RISE)}) AS flare_days
         FROM {flares} fl JOIN {pb} pb USING (course_id)
         GROUP BY fl.session_id
         """
         if loaded.has_flares and has_primary
-        else f"CREATE OR REPLACE {temp}TABLE {prefix}fs AS {no_sessions}",
-        [FLARE_RISE] if loaded.has_flares and has_primary else None,
+        else no_sessions,
     )
     month_12 = TIMEPOINT_CODES.index("month_12")
-    run(
+    store(
+        "sg",
         f"""
-        CREATE OR REPLACE {temp}TABLE {prefix}sg AS
         WITH planned AS (
             SELECT DISTINCT course_id FROM {follow_ups}
             WHERE timepoint = 0 AND surgery_planned
@@ -479,10 +491,22 @@ def _course_facts(
             WHERE timepoint <> 0 AND course_id IN (SELECT course_id FROM planned)
             GROUP BY course_id
         ) q USING (course_id)
-        """
+        """,
     )
-    for name in ("scores", "follow_ups", "flares"):
-        run(f"DROP TABLE IF EXISTS scope_{name}")
+    if keep:
+        _drop_work_tables(run)
+    return facts
+
+
+def _drop_work_tables(run: Run) -> None:
+    """Drop the tables one computation of course facts leaves behind."""
+    for name in ("scope_scores", "scope_follow_ups", "scope_flares", "km_first"):
+        run(f"DROP TABLE IF EXISTS {name}")
+
+
+def _double(value: float) -> str:
+    """A float as a DuckDB DOUBLE literal (exact: repr round-trips; inf included)."""
+    return f"CAST('{value!r}' AS DOUBLE)"
 
 
 # --------------------------------------------------------------------------- #
@@ -541,15 +565,40 @@ def _report(
         run(f"CREATE TEMP TABLE c AS SELECT * FROM courses_all WHERE {where}", params)
     else:
         run("CREATE TEMP VIEW c AS SELECT * FROM courses_all")
-    in_c = "WHERE course_id IN (SELECT course_id FROM c)" if filtered else ""
     key = _fact_key(rules)
-    if loaded.facts == key:
-        facts = "kept_"
+    kept = loaded.facts == key
+    if kept:
+        facts = {name: f"kept_{name}" for name in _FACT_TABLES}
     else:
-        _course_facts(loaded, run, scope="c" if filtered else None, key=key, prefix="")
-        facts = ""
+        facts = _course_facts(
+            loaded, run, scope="c" if filtered else None, key=key, prefix="", keep=False
+        )
+    try:
+        return _report_from_facts(
+            loaded, run, selection, facts, kept=kept, filtered=filtered, as_of=as_of, rules=rules
+        )
+    finally:
+        _drop_work_tables(run)
+
+
+def _report_from_facts(
+    loaded: LoadedRegistry,
+    run: Run,
+    selection: Selection,
+    facts: Mapping[str, str],
+    *,
+    kept: bool,
+    filtered: bool,
+    as_of: dt.date,
+    rules: Mapping[str, InstrumentRule],
+) -> Aggregates:
+    in_c = "WHERE course_id IN (SELECT course_id FROM c)" if filtered else ""
     # Kept facts cover every course: those of unselected courses are left out.
-    semi = "WHERE course_id IN (SELECT course_id FROM c)" if filtered and facts else ""
+    semi = in_c if kept else ""
+
+    def fact(name: str) -> str:
+        return f"(SELECT * FROM {facts[name]} {semi})" if semi else facts[name]
+
     agg = Aggregates()
     _courses(loaded, run, agg)
 
@@ -562,10 +611,10 @@ def _report(
         seen = list(loaded.codes.get(("scores", "instrument_id"), []))
     agg.instruments_seen = sorted(str(k) for k in seen)
 
-    pc = f"(SELECT * FROM {facts}pc {semi})"
+    pc = fact("pc")
     codes = {
         int(k): str(loaded.name("scores", "instrument_id", k))
-        for (k,) in run(f"SELECT DISTINCT instrument_id FROM {facts}pc").fetchall()
+        for (k,) in run(f"SELECT DISTINCT instrument_id FROM {facts['pc']}").fetchall()
     }
     cutoffs = [as_of - dt.timedelta(days=tp.days) for tp in FOLLOW_UPS]
     due = ", ".join(
@@ -619,30 +668,32 @@ def _report(
     stats: dict[tuple[int, Any], tuple[Any, ...]] = {}
     if PRIMARY_INSTRUMENT in agg.baseline and primary is not None:
         n_primary = agg.baseline[PRIMARY_INSTRUMENT][0]
-        km = f"(SELECT * FROM {facts}km {semi})"
-        n_post = run(f"SELECT count(*) FROM {km}").fetchone() or (0,)
-        agg.no_post_baseline = n_primary - int(n_post[0])
+        # Kaplan-Meier inputs as counts per day, both curves and the total in one pass:
+        # response at the first response (else censored at the last score); durability,
+        # for responders, at the first loss (else censored at the last score).
+        response: list[tuple[int, int, int]] = []
+        durability: list[tuple[int, int, int]] = []
+        n_post = 0
+        for g, t_response, t_durability, n, responded, lost in run(
+            f"""
+            SELECT GROUPING(tr, td), tr, td, count(*),
+                   count(*) FILTER (WHERE first_day IS NOT NULL),
+                   count(*) FILTER (WHERE loss_day IS NOT NULL)
+            FROM (SELECT *, coalesce(first_day, last_day) AS tr,
+                         coalesce(loss_day, last_day) - first_day AS td FROM {fact("km")})
+            GROUP BY GROUPING SETS ((tr), (td), ())
+            """
+        ).fetchall():
+            if g == 0b01:
+                response.append((int(t_response), int(responded), int(n) - int(responded)))
+            elif g == 0b10 and t_durability is not None:
+                durability.append((int(t_durability), int(lost), int(n) - int(lost)))
+            elif g == 0b11:
+                n_post = int(n)
+        agg.no_post_baseline = n_primary - n_post
         if primary.mcid is not None:
-            agg.km_response = [
-                (int(t), int(d), int(c))
-                for t, d, c in run(
-                    f"""
-                    SELECT coalesce(first_day, last_day) AS t, count(first_day),
-                           count(*) - count(first_day)
-                    FROM {km} GROUP BY t ORDER BY t
-                    """
-                ).fetchall()
-            ]
-            agg.km_durability = [
-                (int(t), int(d), int(c))
-                for t, d, c in run(
-                    f"""
-                    SELECT coalesce(loss_day, last_day) - first_day AS t, count(loss_day),
-                           count(*) - count(loss_day)
-                    FROM {km} WHERE first_day IS NOT NULL GROUP BY t ORDER BY t
-                    """
-                ).fetchall()
-            ]
+            agg.km_response = sorted(response)
+            agg.km_durability = sorted(durability)
         latest = "coalesce(v3, v2, v1, v0)"
         sign = f"{latest} - b" if primary.higher_is_better else f"b - {latest}"
         mcid_value = float("inf") if primary.mcid is None else float(primary.mcid)
@@ -716,7 +767,7 @@ def _report(
         )
     surgery = run(
         f"SELECT count(*), count(*) FILTER (WHERE done), "
-        f"count(*) FILTER (WHERE NOT done AND known12) FROM {facts}sg {semi}"
+        f"count(*) FILTER (WHERE NOT done AND known12) FROM {fact('sg')}"
     ).fetchone()
     assert surgery is not None  # noqa: S101  (an aggregate always returns a row)
     agg.surgery_planned, agg.surgery_done, agg.surgery_avoided = map(int, surgery)
@@ -730,8 +781,8 @@ def _report(
                    stddev_samp(peak) FILTER (WHERE flare_days > 0),
                    avg(flare_days) FILTER (WHERE flare_days > 0),
                    stddev_samp(flare_days) FILTER (WHERE flare_days > 0),
-                   (SELECT count(*) FROM {facts}fa {semi})
-            FROM {facts}fs {semi}
+                   (SELECT count(*) FROM {fact("fa")})
+            FROM {fact("fs")}
             """
         ).fetchone()
         assert fl is not None  # noqa: S101
