@@ -118,7 +118,8 @@ class LoadedRegistry:
 
     Copying once from Arrow costs about as much as one scan; after it every query reads
     DuckDB's compressed native storage. The benchmark times this step apart, as it times
-    pandas' conversion from Arrow apart.
+    pandas' conversion from Arrow apart. One report at a time: the DuckDB connection is
+    not shared between threads.
     """
 
     def __init__(self, tables: RegistryTables, *, threads: int | None = None) -> None:
@@ -200,8 +201,14 @@ class LoadedRegistry:
         self.facts = key
 
     def ingest(self, tables: RegistryTables) -> None:
-        """Add rows (new courses replace old rows of the same course) and bring kept
-        course facts up to date for the courses they touch."""
+        """Add arriving rows and bring kept course facts up to date for the courses they
+        touch.
+
+        Scores, follow-ups, diary days and adverse events are appended (pass each row
+        once); a course row replaces the stored row of the same course. The cost is a scan
+        of each table for the touched courses plus their facts, whatever the batch size,
+        so rows are best ingested in batches (``docs/analytics.md`` has the figures).
+        """
         touched = [
             t.select(["course_id"])
             for t in (
