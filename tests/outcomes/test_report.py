@@ -274,10 +274,10 @@ def test_one_loaded_registry_serves_many_selections_in_turn(registry: RegistryTa
 
 
 def test_sparse_course_ids_give_the_same_numbers(registry: RegistryTables) -> None:
-    """Course ids spread over a wide range (no perfect hash table) change nothing."""
+    """Course ids spread over nearly all of BIGINT (no perfect hash table) change nothing."""
 
     def spread(table: pa.Table) -> pa.Table:
-        ids = pc.multiply(table["course_id"], 1000)
+        ids = pc.multiply(table["course_id"], 2**50)
         return table.set_column(table.schema.get_field_index("course_id"), "course_id", ids)
 
     sparse = RegistryTables(
@@ -434,3 +434,15 @@ def test_a_snapshot_reads_back_dictionary_encoded_and_pandas_agrees(
     b = baseline_pandas.compute(again, Selection(clinic_id=3), as_of=AS_OF, rules=RULES)
     c = baseline_pandas.compute(registry, Selection(clinic_id=3), as_of=AS_OF, rules=RULES)
     assert compare_aggregates(a, b) == [] and compare_aggregates(b, c) == []
+
+
+def test_diary_sessions_are_numbered_in_arrival_order() -> None:
+    loaded = engine.load(tiny())  # sessions 100, 101, 300
+    try:
+        assert loaded.sessions is not None and sorted(loaded.sessions.tolist()) == [100, 101, 300]
+        codes = loaded._session_codes(pa.array([300, 7, None, 100, 7], pa.int64()))
+        known = loaded.sessions.tolist()
+        assert codes.to_pylist() == [known.index(300), 3, None, known.index(100), 3]
+        assert known[3] == 7
+    finally:
+        loaded.close()

@@ -160,16 +160,17 @@ class LoadedRegistry:
         are diary sessions.
         """
         if self.sessions is None:
-            self.sessions = np.asarray(pc.unique(ids), np.int64)
+            self.sessions = np.asarray(pc.unique(ids.drop_null()), np.int64)
             return pc.index_in(ids, value_set=pa.array(self.sessions)).cast(pa.int64())
         if self._sorted_sessions is None:
             order = np.argsort(self.sessions, kind="stable")
             self._sorted_sessions = (self.sessions[order], order.astype(np.int64))
         known, code_of = self._sorted_sessions
-        values = np.asarray(ids, np.int64)
+        valid = np.asarray(ids.is_valid())
+        values = np.asarray(ids.fill_null(0), np.int64)
         at = np.minimum(np.searchsorted(known, values), max(len(known) - 1, 0))
         found = (known[at] == values) if len(known) else np.zeros(len(values), bool)
-        new = np.unique(values[~found])
+        new = np.unique(values[valid & ~found])
         if new.size:
             new_codes = np.arange(len(self.sessions), len(self.sessions) + new.size)
             self.sessions = np.concatenate([self.sessions, new])
@@ -177,7 +178,7 @@ class LoadedRegistry:
             order = np.argsort(merged, kind="stable")
             self._sorted_sessions = (merged[order], np.concatenate([code_of, new_codes])[order])
             return self._session_codes(ids)
-        return pa.array(code_of[at], pa.int64())
+        return pa.array(code_of[at], pa.int64(), mask=~valid)
 
     def _create(self, name: str, table: pa.Table) -> None:
         self.con.register("arrow_in", self._coded(name, table))
@@ -376,7 +377,8 @@ def _course_facts(
     # Perfect hash tables are sized from the key's span in the table grouped (here: the
     # scope's courses); they pay for every slot, so only dense keys get them.
     count, span = run(
-        f"SELECT count(*), max(course_id) - min(course_id) + 1 FROM {scope or 'courses_all'}"
+        "SELECT count(*), CAST(max(course_id) AS HUGEINT) - min(course_id) + 1 "
+        f"FROM {scope or 'courses_all'}"
     ).fetchone() or (0, 0)
     dense = _dense(run, count, span)
 
@@ -875,7 +877,9 @@ def _courses(loaded: LoadedRegistry, run: Run, agg: Aggregates) -> None:
     agg.sessions_min = None if row[4] is None else int(row[4])
     agg.sessions_max = None if row[5] is None else int(row[5])
     agg.planned_mean = _f(row[6])
-    span = run("SELECT max(patient_id) - min(patient_id) + 1 FROM courses_all").fetchone()
+    span = run(
+        "SELECT CAST(max(patient_id) AS HUGEINT) - min(patient_id) + 1 FROM courses_all"
+    ).fetchone()
     _dense(run, agg.n_courses, (span or (0,))[0])
     patients = run(
         """
