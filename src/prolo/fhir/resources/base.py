@@ -19,6 +19,7 @@ versioned.
 from __future__ import annotations
 
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -131,21 +132,23 @@ class MappingBase:
         return found is not None and found.type == "reference" and found.column is not None
 
 
-class DataMapping(MappingBase):
+class DataMapping(MappingBase, ABC):
     """A resource type served from prolo's data files (read and search only)."""
 
     interactions = frozenset({READ, SEARCH})
 
+    @abstractmethod
     def read(self, ctx: Context, resource_id: str) -> Resource:
-        raise NotImplementedError
+        """The resource with this id from the data files."""
 
+    @abstractmethod
     def search(
         self, ctx: Context, items: Sequence[tuple[str, str]], *, strict: bool
     ) -> tuple[list[Resource], int, SearchQuery]:
-        raise NotImplementedError
+        """Matching resources, the total, and the query as understood."""
 
 
-class TableMapping(MappingBase):
+class TableMapping(MappingBase, ABC):
     """A resource type served from one prolo table. Subclasses fill in the details."""
 
     model: ClassVar[Any]
@@ -169,8 +172,9 @@ class TableMapping(MappingBase):
         """The row's own change or creation time, used when it was never versioned."""
         return None
 
+    @abstractmethod
     def to_fhir(self, row: Any, meta: Meta) -> Resource:
-        raise NotImplementedError
+        """The FHIR resource for one row."""
 
     def patient_of(self, row: Any) -> int | None:
         """The patient whose compartment the row is in (None outside any)."""
