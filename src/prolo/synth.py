@@ -58,6 +58,9 @@ MEDICATIONS = (
     ("Naproxen", "250 mg twice daily"),
 )
 # Follow-ups counted from the course start (the first session), as trials count them.
+# The pain rating's only item, by its Questionnaire linkId (instruments/data): answers are
+# stored keyed by linkId, never by a nickname, so FHIR exports carry the right item.
+PAIN_NRS_LINK_ID = "pain-nrs"
 FOLLOW_UPS = (("week_6", 42), ("month_3", 91), ("month_6", 182), ("month_12", 365))
 OPIOIDS = ("tramadol", "oxycodone", "hydrocodone", "codeine")
 
@@ -250,10 +253,9 @@ def _score_function() -> Callable[[dict[str, Any]], float] | None:
     nrs = instruments().get("pain-nrs")
     if nrs is None:
         return None
-    item = nrs.item_ids[0]
 
     def score(answers: dict[str, Any]) -> float:
-        return nrs.score({item: answers["pain"]})["total"].value
+        return nrs.score(answers)["total"].value
 
     return score
 
@@ -483,7 +485,10 @@ def _patient(
         return float(min(10, max(0, round(baseline * (1 - gain) + rng.gauss(0, 0.9)))))
 
     def respond(when: dt.datetime, timepoint: str, pain: float) -> None:
-        value = nrs_score({"pain": int(pain)}) if nrs_score else pain
+        # Answers are keyed by the Questionnaire's linkId ("pain-nrs"), as the portal
+        # stores them, so exported QuestionnaireResponses name the right item.
+        answers = {PAIN_NRS_LINK_ID: int(pain)}
+        value = nrs_score(answers) if nrs_score else pain
         rid = w.add(
             "questionnaire_response",
             {
@@ -493,7 +498,7 @@ def _patient(
                 "instrument_id": "pain-nrs",
                 "timepoint": timepoint,
                 "status": "completed",
-                "answers": {"pain": int(pain)},
+                "answers": answers,
                 "authored_at": when,
                 "idempotency_key": None,
                 "created_at": dt.datetime.now(dt.UTC),
