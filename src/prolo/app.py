@@ -8,8 +8,6 @@ trace never reaches a user, and no request body or health data reaches the log.
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +22,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from prolo import ui
 from prolo.db import create_db_engine, make_sessionmaker
 from prolo.errors import AccessDenied, AppError, NotFound, Unauthenticated, ValidationFailed
+from prolo.middleware import SecurityHeaders
 from prolo.security import audit
 from prolo.security.throttle import LoginThrottle
 from prolo.settings import Settings
 from prolo.web import policy
 
 log = logging.getLogger("prolo")
-LOGIN_CSRF_COOKIE = "prolo_csrf"
 PROBLEM_JSON = "application/problem+json"
-
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
-    "base-uri 'none'; object-src 'none'"
-)
 
 
 def _wants_json(request: Request) -> bool:
@@ -152,30 +144,7 @@ def create_app(settings: Settings | None = None, *, session_factory: Any = None)
     app.state.login_throttle = LoginThrottle()
     ui.TEMPLATES.env.globals["clinic_tz"] = settings.tz
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.principal = None
-        login_csrf = request.cookies.get(LOGIN_CSRF_COOKIE)
-        fresh = login_csrf is None
-        request.state.login_csrf = login_csrf or secrets.token_urlsafe(24)
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "same-origin"
-        response.headers.setdefault("Cache-Control", "no-store")
-        if fresh:
-            response.set_cookie(
-                LOGIN_CSRF_COOKIE,
-                request.state.login_csrf,
-                httponly=True,
-                samesite="strict",
-                secure=settings.secure_cookies,
-            )
-        return response
-
+    app.add_middleware(SecurityHeaders, secure_cookies=settings.secure_cookies)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 

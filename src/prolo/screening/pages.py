@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from prolo import ui
-from prolo.app import LOGIN_CSRF_COOKIE
+from prolo.middleware import LOGIN_CSRF_COOKIE
 from prolo.clinic.models import Clinic
 from prolo.errors import ValidationFailed
 from prolo.knowledge.loader import load_conditions
