@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session
 
 from prolo.evidence.meta import hedges_g, random_effects
 from prolo.knowledge.loader import CONDITIONS_DIR, load_file
-from prolo.knowledge.schema import ArmSummary, Condition, Pooling, parse_condition
+from prolo.knowledge.schema import (
+    ArmEvents,
+    ArmSummary,
+    Condition,
+    Pooling,
+    parse_condition,
+)
+from prolo.knowledge.synthesis import synthesize
 from prolo.outcomes import service
 from tests.factories import PASSWORD, make_clinic, make_course, make_patient, make_user
 from tests.knowledge.test_conditions import VALID
@@ -59,8 +66,13 @@ POOLED = [(p, s["id"]) for p in FILES for s in _pooled_studies(p)]
 
 def test_some_condition_files_carry_arm_level_numbers() -> None:
     ids = {(p.stem, sid) for p, sid in POOLED}
-    assert ("knee-osteoarthritis", "rabago-2013") in ids
-    assert ("low-back-pain", "yelland-2004") in ids
+    assert {
+        ("knee-osteoarthritis", "rabago-2013"),
+        ("knee-osteoarthritis", "sit-2020"),
+        ("low-back-pain", "yelland-2004"),
+        ("low-back-pain", "ongley-1987"),
+        ("low-back-pain", "klein-1993"),
+    } <= ids
 
 
 @pytest.mark.parametrize(("path", "study_id"), POOLED, ids=[f"{p.stem}:{s}" for p, s in POOLED])
@@ -72,29 +84,50 @@ def test_every_pooling_block_names_where_it_was_read_and_is_plausible(
     assert p is not None
     assert study.design == "rct", "only randomised trials are pooled"
     assert p.url.startswith(("https://", "http://"))
-    assert len(p.locator) > 20 and re.search(r"Table|row", p.locator), p.locator
+    assert len(p.locator) > 20 and re.search(r"Table|row|Abstract", p.locator), p.locator
+    if not re.search(r"Table|row", p.locator):
+        assert '"' in p.locator, "numbers read in an abstract are quoted as printed"
     assert p.grade in ("primary", "secondary")
     # The direction is written in words too, so a reader of the page knows it.
     assert f"{p.better} is better" in " ".join(p.outcome.split()), p.outcome
-    width = p.scale.high - p.scale.low
-    for arm in (p.treatment, p.control):
+    assert p.synthesis in {s.id for s in _loaded(path).syntheses}
+    arms = (p.treatment, p.control)
+    for arm in arms:
         assert arm.label, "say which arm is which"
-        assert arm.sd > 0 and arm.n >= 2
-        if p.kind == "score":
-            assert p.scale.low <= arm.mean <= p.scale.high
-            assert arm.sd <= width / 2 * math.sqrt(arm.n / (arm.n - 1))
-        else:
-            assert -width <= arm.mean <= width
-            assert arm.sd <= width
     assert p.treatment.label != p.control.label
-    if study.n_patients is not None:
-        assert p.treatment.n + p.control.n <= study.n_patients
+    if p.shape == "events":
+        assert all(isinstance(a, ArmEvents) for a in arms) and p.kind == "responders"
+        for a in arms:
+            assert isinstance(a, ArmEvents) and 0 <= a.events <= a.n
+    elif p.shape == "difference":
+        assert p.difference is not None and p.scale is not None
+        d = p.difference
+        # A printed 95% interval is symmetric about its difference (not a ratio).
+        assert (d.ci_low + d.ci_high) / 2 == pytest.approx(d.value, abs=0.02)
+        assert max(abs(d.ci_low), abs(d.ci_high)) <= p.scale.high - p.scale.low
+    else:
+        assert p.scale is not None
+        width = p.scale.high - p.scale.low
+        for arm in arms:
+            assert isinstance(arm, ArmSummary)
+            assert arm.sd > 0 and arm.n >= 2
+            if p.kind == "score":
+                assert p.scale.low <= arm.mean <= p.scale.high
+                assert arm.sd <= width / 2 * math.sqrt(arm.n / (arm.n - 1))
+            else:
+                assert -width <= arm.mean <= width
+                assert arm.sd <= width
+    sizes = [a.n for a in arms]
+    if study.n_patients is not None and all(n is not None for n in sizes):
+        assert sum(n for n in sizes if n is not None) <= study.n_patients
 
 
 @pytest.mark.parametrize(("path", "study_id"), POOLED, ids=[f"{p.stem}:{s}" for p, s in POOLED])
 def test_the_files_hold_only_printed_spreads(path: Path, study_id: str) -> None:
     """A derived SD is never written in a file: only what the source printed."""
     block = next(s for s in _pooled_studies(path) if s["id"] == study_id)["pooling"]
+    if "difference" in block or block["kind"] == "responders":
+        return  # no spread is written: an interval of the difference, or counts
     for side in ("treatment", "control"):
         arm = block[side]
         source = arm.get("sd_from", "sd")
@@ -107,6 +140,7 @@ def test_rabago_2013_reads_table_4_at_week_52() -> None:
     """The numbers as printed: WOMAC composite change, mean (SE), with the notes' n."""
     p = _loaded(CONDITIONS_DIR / "knee-osteoarthritis.yaml").study("rabago-2013").pooling
     assert p is not None
+    assert isinstance(p.treatment, ArmSummary) and isinstance(p.control, ArmSummary)
     assert (p.treatment.mean, p.treatment.se, p.treatment.n) == (15.32, 3.32, 26)
     assert (p.control.mean, p.control.se, p.control.n) == (7.59, 3.36, 25)
     assert p.treatment.sd_from == p.control.sd_from == "se"
@@ -120,6 +154,7 @@ def test_rabago_2013_reads_table_4_at_week_52() -> None:
 def test_yelland_2004_reads_the_cochrane_extraction_at_six_months() -> None:
     p = _loaded(CONDITIONS_DIR / "low-back-pain.yaml").study("yelland-2004").pooling
     assert p is not None
+    assert isinstance(p.treatment, ArmSummary) and isinstance(p.control, ArmSummary)
     assert (p.treatment.mean, p.treatment.sd, p.treatment.n) == (31.4, 26.6, 54)
     assert (p.control.mean, p.control.sd, p.control.n) == (34.0, 27.5, 56)
     assert (p.better, p.kind, p.grade) == ("lower", "score", "secondary")
@@ -127,56 +162,123 @@ def test_yelland_2004_reads_the_cochrane_extraction_at_six_months() -> None:
 
 # --- what each condition pools to ------------------------------------------------
 
+Z = 1.959963984540054  # the 97.5% normal quantile behind "95% CI"
 
-def _expected_effects(path: Path) -> list[tuple[str, float, float]]:
-    """Hedges' g from the raw YAML, converting printed SEs by hand (SD = SE sqrt(n))."""
-    out = []
-    for s in _raw(path).get("studies", []):
-        if s.get("design") != "rct" or s.get("pooling") is None:
+
+def _expected_effects(path: Path) -> dict[str, list[tuple[str, float, float]]]:
+    """Each synthesis's effects recomputed from the raw YAML, by hand.
+
+    MD and Hedges' g from arm means (SD = SE sqrt(n) where an SE was printed), an MD
+    from a printed 95% CI as SE = width / (2 x 1.96), log RR from counts; an MD or g
+    of a trial whose ``better`` differs from its synthesis's is negated.
+    """
+    raw = _raw(path)
+    declared = {s["id"]: s for s in raw.get("syntheses", [])}
+    out: dict[str, list[tuple[str, float, float]]] = {sid: [] for sid in declared}
+    for s in raw.get("studies", []):
+        block = s.get("pooling")
+        if block is None:
             continue
-        arms = []
-        for side in ("treatment", "control"):
-            arm = s["pooling"][side]
-            source = arm.get("sd_from", "sd")
-            assert source in ("sd", "se"), "extend this recomputation for ci95"
-            sd = arm["sd"] if source == "sd" else arm["se"] * math.sqrt(arm["n"])
-            arms.append((arm["mean"], sd, arm["n"]))
-        (m1, sd1, n1), (m2, sd2, n2) = arms
-        es = hedges_g(m1=m1, sd1=sd1, n1=n1, m2=m2, sd2=sd2, n2=n2)
-        out.append((f"{s['first_author']} {s['year']}", es.yi, es.vi))
+        synthesis = declared[block["synthesis"]]
+        sign = 1.0 if block["better"] == synthesis["better"] else -1.0
+        label = f"{s['first_author']} {s['year']}"
+        t, c = block["treatment"], block["control"]
+        if synthesis["measure"] == "RR":
+            a, n1, b, n2 = t["events"], t["n"], c["events"], c["n"]
+            yi = math.log((a / n1) / (b / n2))
+            vi = 1 / a - 1 / n1 + 1 / b - 1 / n2
+        elif "difference" in block:
+            d = block["difference"]
+            yi, vi = sign * d["value"], ((d["ci_high"] - d["ci_low"]) / (2 * Z)) ** 2
+        else:
+            arms = []
+            for arm in (t, c):
+                source = arm.get("sd_from", "sd")
+                assert source in ("sd", "se"), "extend this recomputation for ci95"
+                sd = arm["sd"] if source == "sd" else arm["se"] * math.sqrt(arm["n"])
+                arms.append((arm["mean"], sd, arm["n"]))
+            (m1, sd1, n1), (m2, sd2, n2) = arms
+            if synthesis["measure"] == "MD":
+                yi, vi = sign * (m1 - m2), sd1**2 / n1 + sd2**2 / n2
+            else:
+                es = hedges_g(m1=m1, sd1=sd1, n1=n1, m2=m2, sd2=sd2, n2=n2)
+                yi, vi = sign * es.yi, es.vi
+        out[block["synthesis"]].append((label, yi, vi))
     return out
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_each_condition_pools_what_its_file_supports(path: Path) -> None:
     expected = _expected_effects(path)
-    out = service.evidence_for(path.stem)
-    assert out["k"] == len(expected)
-    if len(expected) >= 2:
-        pooled = random_effects(
-            [e[1] for e in expected], [e[2] for e in expected], method="REML", test="knha"
-        )
-        assert out["pooled"]["estimate"] == round(pooled.estimate, 3)
-        assert [r["label"] for r in out["rows"]] == [e[0] for e in expected]
-        assert out["svg"].startswith("<svg")
+    results = {r.synthesis.id: r for r in synthesize(_loaded(path))}
+    assert set(results) == set(expected)
+    for sid, effects in expected.items():
+        r = results[sid]
+        assert [e.label for e in r.effects] == [e[0] for e in effects]
+        assert [e.yi for e in r.effects] == pytest.approx([e[1] for e in effects])
+        assert [e.vi for e in r.effects] == pytest.approx([e[2] for e in effects])
+        if len(effects) >= 2:
+            pooled = random_effects(
+                [e[1] for e in effects], [e[2] for e in effects], method="REML", test="knha"
+            )
+            assert r.pooled is not None
+            assert r.pooled.estimate == pytest.approx(pooled.estimate)
+            assert r.pooled.ci_low == pytest.approx(pooled.ci_low)
+            svg = r.svg()
+            assert svg is not None and svg.startswith("<svg") and "Favours prolotherapy" in svg
+        else:
+            assert r.pooled is None and r.note is not None and "cannot be combined" in r.note
+            assert ("no randomised" if not effects else "only one randomised") in r.note
+    summary = service.evidence_for(path.stem)
+    pooled_ids = [sid for sid, effects in expected.items() if len(effects) >= 2]
+    if pooled_ids:
+        assert summary["synthesis_id"] == pooled_ids[0] and summary["svg"].startswith("<svg")
     else:
-        assert out["pooled"] is None and "cannot be combined" in out["note"]
-        assert ("no randomised" if not expected else "only one randomised") in out["note"]
+        assert summary["pooled"] is None and "cannot be combined" in summary["note"]
 
 
-def test_knee_osteoarthritis_says_plainly_that_one_trial_cannot_be_pooled() -> None:
-    """Only Rabago 2013 has arm-level numbers that were read (Dumais 2012's abstract
-    gives no group sizes; Sit 2020 and Sert 2020 were read without their tables), so
-    the page must say one trial cannot be combined rather than draw a forest plot."""
-    out = service.evidence_for("knee-osteoarthritis")
-    assert out["k"] == 1 and out["pooled"] is None
-    assert "only one randomised trial" in out["note"]
-    g = _expected_effects(CONDITIONS_DIR / "knee-osteoarthritis.yaml")[0][1]
-    # (15.32 - 7.59) / 16.865 = 0.458, times J(49) = 0.9846: g = 0.451, favouring dextrose.
-    assert g == pytest.approx(0.451, abs=1e-3)
+def test_knee_osteoarthritis_pools_rabago_and_sit_on_womac_at_52_weeks() -> None:
+    """Both trials against saline, WOMAC composite 0-100 at 52 weeks, oriented to improvement.
+
+    Rabago 2013: MD = 15.32 - 7.59 = 7.73, variance = 3.32^2 + 3.36^2 = 22.312 (SE 4.724).
+    Sit 2020 prints the fall in score, -9.65 (95% CI -17.77 to -1.53): negated to 9.65,
+    SE = 16.24 / 3.92 = 4.143, variance 17.164. Weights 0.04482 and 0.05826:
+    estimate = (0.04482 x 7.73 + 0.05826 x 9.65) / 0.10308 = 8.815. Q = 0.093 < 1, so
+    tau^2 = 0; Hartung-Knapp SE = sqrt(1 / 0.10308) x sqrt(0.093) = 0.952, and with
+    t(0.975, 1) = 12.706 the interval is 8.815 -/+ 12.09 = -3.28 to 20.91.
+    """
+    (r,) = synthesize(_loaded(CONDITIONS_DIR / "knee-osteoarthritis.yaml"))
+    assert [e.label for e in r.effects] == ["Rabago 2013", "Sit 2020"]
+    assert [e.yi for e in r.effects] == pytest.approx([7.73, 9.65])
+    assert r.effects[1].vi == pytest.approx(4.143**2, rel=1e-3)
+    assert r.pooled is not None
+    assert r.pooled.estimate == pytest.approx(8.815, abs=1e-3)
+    assert r.pooled.tau2 == 0.0
+    assert (r.pooled.ci_low, r.pooled.ci_high) == pytest.approx((-3.28, 20.91), abs=0.01)
+    assert r.favours == "neither"  # two small trials: the interval spans no effect
+    assert "negated" in r.effects[1].derivation
 
 
-def test_the_dashboard_shows_the_note_for_knee_osteoarthritis(
+def test_low_back_pain_pools_responders_as_a_risk_ratio() -> None:
+    """Ongley 1987: 35/40 vs 16/41, RR 2.242 (log 0.807); Klein 1993: 30/39 vs 21/40,
+    RR 1.465 (log 0.382). Variances 1/35 - 1/40 + 1/16 - 1/41 = 0.0417 and
+    1/30 - 1/39 + 1/21 - 1/40 = 0.0303."""
+    results = {
+        r.synthesis.id: r for r in synthesize(_loaded(CONDITIONS_DIR / "low-back-pain.yaml"))
+    }
+    rr = results["responders-6m-proliferant"]
+    assert [round(math.exp(e.yi), 3) for e in rr.effects] == [2.242, 1.465]
+    assert [round(e.vi, 4) for e in rr.effects] == [0.0417, 0.0303]
+    assert rr.pooled is not None and rr.ratio and rr.null_value == 1.0
+    data = rr.as_dict()
+    # Ratios are shown exponentiated, with the line of no effect at 1.
+    assert data["pooled"]["estimate"] == round(math.exp(rr.pooled.estimate), 3)
+    assert 1.465 < data["pooled"]["estimate"] < 2.242
+    alone = results["pain-vas-6m-alone"]
+    assert alone.k == 1 and alone.pooled is None and "only one randomised trial" in str(alone.note)
+
+
+def test_the_dashboard_shows_the_pooled_estimate_for_knee_osteoarthritis(
     client: TestClient, session: Session
 ) -> None:
     clinic = make_clinic(session)
@@ -193,8 +295,21 @@ def test_the_dashboard_shows_the_note_for_knee_osteoarthritis(
     assert login.status_code == 303
     html = client.get("/outcomes", params={"condition": "knee-osteoarthritis"}).text
     assert "Your results beside the published trials" in html
-    assert "only one randomised trial of knee arthritis" in html
-    assert "cannot be combined" in html and 'id="forest-knee-osteoarthritis' not in html
+    assert 'id="forest-knee-osteoarthritis-womac-52w-vs-saline-title"' in html
+    assert "Pooled mean difference 8.82 points of WOMAC composite improvement" in html
+    assert "Favours prolotherapy" in html and "Your clinic" in html
+
+
+def test_the_condition_page_shows_each_synthesis(client: TestClient) -> None:
+    knee = client.get("/conditions/knee-osteoarthritis")
+    assert knee.status_code == 200
+    assert "What the trials show together" in knee.text
+    assert 'id="forest-knee-osteoarthritis-womac-52w-vs-saline-title"' in knee.text
+    assert "95% prediction interval" in knee.text and "I² 0%" in knee.text
+    back = client.get("/conditions/low-back-pain").text
+    assert "Pooled risk ratio" in back and "only one randomised trial" in back
+    # A condition without arm-level numbers has no such section rather than an empty one.
+    assert "What the trials show together" not in client.get("/conditions/neck-pain").text
 
 
 # --- the schema: spreads as printed ----------------------------------------------
@@ -253,6 +368,7 @@ def test_a_derived_sd_survives_a_round_trip(mean: float, se: float, n: int) -> N
 # --- the schema: plausibility and direction --------------------------------------
 
 BLOCK: dict[str, Any] = {
+    "synthesis": "pain-6m",
     "outcome": "VAS pain at 6 months, lower is better",
     "better": "lower",
     "kind": "score",
@@ -305,42 +421,161 @@ def test_blocks_that_cannot_be_right_are_refused(changes: dict[str, Any], messag
         Pooling.model_validate(_block(**changes))
 
 
-def _condition_with(*blocks: dict[str, Any]) -> dict[str, Any]:
+SYNTHESIS: dict[str, Any] = {
+    "id": "pain-6m",
+    "title": "Pain at 6 months",
+    "measure": "SMD",
+    "comparison": "dextrose vs saline",
+    "outcome": "pain at 6 months, prolotherapy minus comparator",
+    "better": "lower",
+    "comparable_because": "Same condition, same comparison, same outcome at the same time.",
+}
+
+
+def _condition_with(*blocks: dict[str, Any], **synthesis: Any) -> dict[str, Any]:
     data = copy.deepcopy(VALID)
     data["reviewed"] = dt.date(2026, 11, 24)  # YAML gives a date; strict parsing wants one
     study = data["studies"][0]
     data["studies"] = [
-        {**study, "id": f"trial-{i}", "pooling": block} for i, block in enumerate(blocks)
+        {**study, "id": f"trial-{i}", "first_author": f"Trial{i}", "pooling": block}
+        for i, block in enumerate(blocks)
     ]
+    data["syntheses"] = [{**SYNTHESIS, **synthesis}]
     data["claims"] = []
     return data
 
 
-def test_pooled_trials_must_point_the_same_way() -> None:
-    improvement = _block(
-        better="higher",
+WOMAC_GAIN = _block(
+    better="higher",
+    kind="change",
+    outcome="WOMAC change, higher is better",
+    treatment={"label": "d", "mean": 15.0, "sd": 17.0, "n": 26},
+    control={"label": "s", "mean": 7.0, "sd": 17.0, "n": 25},
+    scale={"low": 0, "high": 100},
+)
+WOMAC_FALL = _block(
+    kind="change",
+    outcome="WOMAC change, lower is better",
+    treatment={"label": "d", "mean": -21.8, "sd": 12.5, "n": 18},
+    control={"label": "e", "mean": -6.1, "sd": 13.9, "n": 18},
+    scale={"low": 0, "high": 96},
+)
+
+
+def test_trials_reported_the_other_way_round_are_turned_to_the_synthesis_direction() -> None:
+    """The known bug: pooling ignored ``better``. A gain of 8 points (higher is better)
+    and a fall of 15.7 points (lower is better) both favour dextrose; in a synthesis
+    where lower favours prolotherapy the gain must be negated, so both effects are
+    negative and the pooled estimate favours prolotherapy, not the comparator."""
+    trials = (WOMAC_GAIN, WOMAC_FALL, WOMAC_GAIN, WOMAC_FALL)
+    (r,) = synthesize(parse_condition(_condition_with(*trials)))
+    gain = hedges_g(m1=15.0, sd1=17.0, n1=26, m2=7.0, sd2=17.0, n2=25).yi
+    fall = hedges_g(m1=-21.8, sd1=12.5, n1=18, m2=-6.1, sd2=13.9, n2=18).yi
+    assert gain > 0 > fall
+    assert [e.yi for e in r.effects] == pytest.approx([-gain, fall, -gain, fall])
+    assert "negated" in r.effects[0].derivation and "negated" not in r.effects[1].derivation
+    # Unoriented, the four effects would cancel out to about zero; oriented they agree.
+    assert r.pooled is not None and r.pooled.ci_high < 0
+    assert r.favours == "prolotherapy"
+    # The same trials in a synthesis where higher favours prolotherapy: mirror image.
+    (up,) = synthesize(parse_condition(_condition_with(*trials, better="higher")))
+    assert up.pooled is not None and up.pooled.estimate == pytest.approx(-r.pooled.estimate)
+    assert up.favours == "prolotherapy"
+
+
+def test_the_forest_plot_puts_favours_prolotherapy_on_the_better_side() -> None:
+    lower = synthesize(parse_condition(_condition_with(WOMAC_GAIN, WOMAC_FALL)))[0].svg()
+    higher = synthesize(parse_condition(_condition_with(WOMAC_GAIN, WOMAC_FALL, better="higher")))[
+        0
+    ].svg()
+    assert lower is not None and higher is not None
+    # Left of the line reads first in the description.
+    assert "left of the line: Favours prolotherapy; right of the line: Favours saline" in lower
+    assert "left of the line: Favours saline; right of the line: Favours prolotherapy" in higher
+    assert "\u2190 Favours prolotherapy" in lower and "Favours prolotherapy \u2192" in higher
+
+
+def test_a_risk_ratio_cannot_be_turned_round() -> None:
+    counts = _block(
+        kind="responders",
+        better="lower",
+        scale=None,
+        outcome="Treatment failure at 6 months, lower is better",
+        treatment={"label": "d", "events": 5, "n": 30},
+        control={"label": "s", "events": 9, "n": 30},
+    )
+    with pytest.raises(ValidationError, match="a risk ratio cannot be turned round"):
+        parse_condition(_condition_with(counts, measure="RR", better="higher"))
+    ok = parse_condition(_condition_with(counts, counts, measure="RR", better="lower"))
+    (r,) = synthesize(ok)
+    assert r.pooled is not None and r.ratio
+
+
+@pytest.mark.parametrize(
+    ("blocks", "synthesis", "message"),
+    [
+        ((BLOCK,), {"measure": "RR"}, "needs event counts"),
+        ((_block(synthesis="elsewhere"),), {}, "is not declared"),
+        (
+            (BLOCK, _block(scale={"low": 0, "high": 100})),
+            {"measure": "MD", "unit": "pts"},
+            "pools one scale",
+        ),
+        (
+            (
+                _block(
+                    treatment={"label": "d"},
+                    control={"label": "s"},
+                    difference={"value": -1.0, "ci_low": -2.0, "ci_high": 0.0},
+                ),
+            ),
+            {},
+            "SMD needs arm means",
+        ),
+        ((BLOCK,), {"measure": "MD"}, "needs the unit"),
+    ],
+)
+def test_syntheses_that_cannot_be_computed_are_refused(
+    blocks: tuple[dict[str, Any], ...], synthesis: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        parse_condition(_condition_with(*blocks, **synthesis))
+
+
+@pytest.mark.parametrize(
+    ("difference", "message"),
+    [
+        ({"value": 2.0, "ci_low": 0.5, "ci_high": 6.0}, "not symmetric"),
+        ({"value": 7.0, "ci_low": 0.5, "ci_high": 6.0}, "inside its interval"),
+        ({"value": -5.0, "ci_low": -15.0, "ci_high": 5.0}, "wider than the scale"),
+    ],
+)
+def test_printed_differences_that_cannot_be_right_are_refused(
+    difference: dict[str, float], message: str
+) -> None:
+    block = _block(treatment={"label": "d", "n": 30}, control={"label": "s"}, difference=difference)
+    with pytest.raises(ValidationError, match=message):
+        Pooling.model_validate(block)
+
+
+def test_a_printed_difference_gives_its_standard_error_from_the_interval() -> None:
+    # Sit 2020: -9.65 (95% CI -17.77 to -1.53): SE = 16.24 / (2 x 1.95996) = 4.1429.
+    block = _block(
         kind="change",
-        outcome="WOMAC change, higher is better",
-        treatment={"label": "d", "mean": 15.0, "sd": 17.0, "n": 26},
-        control={"label": "s", "mean": 7.0, "sd": 17.0, "n": 25},
         scale={"low": 0, "high": 100},
+        treatment={"label": "d"},
+        control={"label": "s"},
+        difference={"value": -9.65, "ci_low": -17.77, "ci_high": -1.53},
     )
-    fall = _block(
-        kind="change",
-        outcome="WOMAC change, lower is better",
-        treatment={"label": "d", "mean": -21.8, "sd": 12.5, "n": 18},
-        control={"label": "e", "mean": -6.1, "sd": 13.9, "n": 18},
-        scale={"low": 0, "high": 96},
-    )
-    with pytest.raises(ValidationError, match=r"pooling.better differs") as refused:
-        parse_condition(_condition_with(improvement, fall))
-    assert refused.value.error_count() == 1
-    both_lower = parse_condition(_condition_with(fall, fall))
-    assert len(both_lower.studies) == 2
+    p = Pooling.model_validate(block)
+    assert p.shape == "difference" and p.difference is not None
+    assert p.difference.se == pytest.approx(4.1429, abs=1e-4)
 
 
 def test_changes_and_follow_up_scores_are_not_pooled_together() -> None:
     change = _block(kind="change")
-    with pytest.raises(ValidationError, match=r"pooling.kind differs") as refused:
+    with pytest.raises(
+        ValidationError, match=r"pooling.kind differs within synthesis pain-6m"
+    ) as refused:
         parse_condition(_condition_with(BLOCK, change))
     assert refused.value.error_count() == 1

@@ -2,45 +2,86 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import copy
+import datetime as dt
+from typing import Any
 
 import pytest
 
 from prolo.evidence.meta import hedges_g, random_effects
+from prolo.knowledge.schema import Condition, parse_condition
 from prolo.outcomes import service
 from prolo.outcomes.pdf import report_pdf
 from prolo.outcomes.report import Selection
+from tests.knowledge.test_conditions import VALID
+
+SYNTHESIS = {
+    "id": "pain-12w",
+    "title": "Pain change at 12 weeks",
+    "measure": "SMD",
+    "comparison": "prolotherapy vs control injections",
+    "outcome": "pain change at 12 weeks, prolotherapy minus control",
+    "better": "lower",
+    "comparable_because": "Same condition, comparison, outcome and follow-up in every trial.",
+}
 
 
 def _study(
     author: str, year: int, design: str, t: tuple[float, float, int], c: tuple[float, float, int]
-) -> SimpleNamespace:
-    arm = lambda m, sd, n: SimpleNamespace(mean=m, sd=sd, n=n)  # noqa: E731
-    return SimpleNamespace(
-        first_author=author,
-        year=year,
-        design=design,
-        pooling=SimpleNamespace(
-            outcome="pain change at 12 weeks", treatment=arm(*t), control=arm(*c), locator="Table 2"
-        ),
-    )
+) -> dict[str, Any]:
+    arm = lambda m, sd, n: {"label": f"{m}", "mean": m, "sd": sd, "n": n}  # noqa: E731
+    study = {
+        **VALID["studies"][0],
+        "id": f"{author.lower()}-{year}",
+        "first_author": author,
+        "year": year,
+        "design": design,
+        "n_patients": None,
+    }
+    if design == "rct":  # only randomised trials carry pooling blocks
+        study["pooling"] = {
+            "synthesis": "pain-12w",
+            "outcome": "pain change at 12 weeks, lower is better",
+            "better": "lower",
+            "kind": "change",
+            "scale": {"low": 0, "high": 10},
+            "treatment": arm(*t),
+            "control": {**arm(*c), "label": "control"},
+            "url": "https://example.org/table-2",
+            "locator": "Table 2",
+            "grade": "primary",
+        }
+    return study
+
+
+def _condition(cid: str, name: str, *studies: dict[str, Any]) -> Condition:
+    data = {
+        **copy.deepcopy(VALID),
+        "id": cid,
+        "lay_name": name,
+        "reviewed": dt.date(2026, 11, 24),
+        "syntheses": [SYNTHESIS],
+        "studies": list(studies),
+        "claims": [],
+    }
+    return parse_condition(data)
 
 
 @pytest.fixture
 def knowledge(monkeypatch: pytest.MonkeyPatch) -> None:
     conditions = {
-        "pooled-condition": SimpleNamespace(
-            lay_name="Pooled condition",
-            studies=(
-                _study("Alpha", 2010, "rct", (-3.0, 2.0, 30), (-1.5, 2.2, 31)),
-                _study("Beta", 2014, "rct", (-2.5, 1.8, 45), (-1.8, 2.0, 44)),
-                _study("Gamma", 2019, "rct", (-4.0, 2.5, 20), (-1.0, 2.4, 22)),
-                _study("Cohort", 2020, "cohort", (-5.0, 2.0, 50), (-1.0, 2.0, 50)),
-            ),
+        "pooled-condition": _condition(
+            "pooled-condition",
+            "Pooled condition",
+            _study("Alpha", 2010, "rct", (-3.0, 2.0, 30), (-1.5, 2.2, 31)),
+            _study("Beta", 2014, "rct", (-2.5, 1.8, 45), (-1.8, 2.0, 44)),
+            _study("Gamma", 2019, "rct", (-4.0, 2.5, 20), (-1.0, 2.4, 22)),
+            _study("Cohort", 2020, "cohort", (-5.0, 2.0, 50), (-1.0, 2.0, 50)),
         ),
-        "single-trial": SimpleNamespace(
-            lay_name="Single trial",
-            studies=(_study("Solo", 2015, "rct", (-2.0, 1.0, 20), (-1.0, 1.0, 20)),),
+        "single-trial": _condition(
+            "single-trial",
+            "Single trial",
+            _study("Solo", 2015, "rct", (-2.0, 1.0, 20), (-1.0, 1.0, 20)),
         ),
     }
     import prolo.knowledge.loader as loader
@@ -50,7 +91,7 @@ def knowledge(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_two_or_more_trials_are_pooled_with_a_forest_plot(knowledge: None) -> None:
     out = service.evidence_for("pooled-condition")
-    assert out["k"] == 3  # the cohort is not a randomised trial, so it is left out
+    assert out["k"] == 3  # the cohort is not a randomised trial: it has no pooling block
     effects = [
         hedges_g(m1=-3.0, sd1=2.0, n1=30, m2=-1.5, sd2=2.2, n2=31),
         hedges_g(m1=-2.5, sd1=1.8, n1=45, m2=-1.8, sd2=2.0, n2=44),

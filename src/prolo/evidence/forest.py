@@ -179,6 +179,8 @@ def forest_plot_svg(
     exp: bool = False,
     pooled_label: str | None = None,
     id_prefix: str = "forest",
+    favours_left: str | None = None,
+    favours_right: str | None = None,
 ) -> str:
     """Render a forest plot as a standalone SVG document.
 
@@ -202,6 +204,11 @@ def forest_plot_svg(
         Label of the pooled row; defaults to a description of the model.
     id_prefix : str, default="forest"
         Prefix for the element ids, unique per page when several plots share one.
+    favours_left, favours_right : str, optional
+        What an effect left or right of the line of no effect means, e.g.
+        ``"Favours saline"`` and ``"Favours dextrose"``; drawn under the axis with
+        arrows pointing away from the line and added to the description, so the
+        reader never has to guess which direction is better.
 
     Returns
     -------
@@ -256,7 +263,9 @@ def forest_plot_svg(
     pooled_y = first_row_y + len(rows) * _ROW + 14
     pi_y = pooled_y + _ROW if has_pi else pooled_y
     axis_y = pi_y + 22
-    height = axis_y + 58
+    has_favours = favours_left is not None or favours_right is not None
+    label_y = axis_y + (62 if has_favours else 42)
+    height = label_y + 16
 
     est_text = (
         f"{_format_number(show(pooled.estimate))} "
@@ -275,6 +284,12 @@ def forest_plot_svg(
     description += (
         f". I\u00b2 = {pooled.i2:.0f}%. Line of no effect at {_format_number(show(null_value))}."
     )
+    if has_favours:
+        sides = [
+            f"left of the line: {favours_left}" if favours_left else "",
+            f"right of the line: {favours_right}" if favours_right else "",
+        ]
+        description += " " + "; ".join(side for side in sides if side) + "."
 
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" '
@@ -372,8 +387,23 @@ def forest_plot_svg(
         tick_text = escape(_format_tick(show(tick)))
         out.append(f'<text x="{x_of(tick):.1f}" y="{axis_y + 19}">{tick_text}</text>')
     out.append("</g>")
+    if has_favours:
+        # Each side's meaning starts at the line of no effect and points away from it.
+        favours_y = axis_y + 40
+        out.append(f'<g font-size="12" fill="{_MUTED}">')
+        if favours_left:
+            out.append(
+                f'<text x="{null_x - 6:.1f}" y="{favours_y}" text-anchor="end">'
+                f"\u2190 {escape(favours_left)}</text>"
+            )
+        if favours_right:
+            out.append(
+                f'<text x="{null_x + 6:.1f}" y="{favours_y}" text-anchor="start">'
+                f"{escape(favours_right)} \u2192</text>"
+            )
+        out.append("</g>")
     out.append(
-        f'<text x="{(_PLOT_X0 + _PLOT_X1) / 2:.1f}" y="{axis_y + 42}" text-anchor="middle" '
+        f'<text x="{(_PLOT_X0 + _PLOT_X1) / 2:.1f}" y="{label_y}" text-anchor="middle" '
         f'fill="{_INK}">{escape(x_label)}</text>'
     )
     out.append("</svg>")

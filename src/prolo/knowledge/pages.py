@@ -26,6 +26,7 @@ from prolo.knowledge.schemas import (
     load_about,
     search_conditions,
 )
+from prolo.knowledge.synthesis import condition_syntheses
 from prolo.web import DbSession, policy, resolve_principal
 
 router = APIRouter(include_in_schema=False, dependencies=[policy("public")])
@@ -94,6 +95,7 @@ def condition_page(request: Request, session: DbSession, condition_id: str) -> H
         condition=condition,
         parent=conditions.get(condition.parent) if condition.parent else None,
         children=_children(condition, conditions),
+        syntheses=[r.as_dict() for r in condition_syntheses(condition.id)],
         about=load_about(),
         warning_signs=load_safety_rules().post_injection_warning_signs,
         **explorer_context(),

@@ -266,6 +266,85 @@ class ArmSummary(_Model):
         return {**data, "sd": derived}
 
 
+class ArmEvents(_Model):
+    """One arm's count of participants with the event (e.g. responders) out of ``n``."""
+
+    label: Text | None = None
+    events: Annotated[int, Field(ge=0)]
+    n: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _events_fit(self) -> ArmEvents:
+        if self.events > self.n:
+            raise ValueError(f"events {self.events} is more than n {self.n}")
+        return self
+
+
+class ArmSize(_Model):
+    """An arm known only by its size, when the trial printed a between-group difference.
+
+    ``n`` is left out (null) when the source prints only the total randomised.
+    """
+
+    label: Text | None = None
+    n: Annotated[int, Field(ge=1)] | None = None
+
+
+Arm = ArmSummary | ArmEvents | ArmSize
+
+
+def _arm(value: Any) -> Any:
+    """Pick the arm shape by its keys, so an error names the fields of the intended shape."""
+    if isinstance(value, dict):
+        if "events" in value:
+            return ArmEvents.model_validate(value)
+        if "mean" in value:
+            return ArmSummary.model_validate(value)
+        if set(value) <= {"label", "n"}:
+            return ArmSize.model_validate(value)
+        return ArmSummary.model_validate(value)  # names what an arm with means needs
+    return value
+
+
+# The 97.5% point of the standard normal distribution, to more digits than the
+# usual 1.96 so a difference read as "MD (95% CI)" round-trips exactly.
+Z_975 = 1.959963984540054
+
+
+class Difference(_Model):
+    """A between-group difference (prolotherapy minus comparator) and its 95% CI, as printed.
+
+    The sampling variance for generic inverse-variance pooling is derived here:
+    ``se = (ci_high - ci_low) / (2 x 1.96)`` (Cochrane Handbook 6.3.1, "obtaining
+    standard errors from confidence intervals"), which assumes the printed interval is
+    symmetric on this scale; an interval that is not is refused (it is likely a ratio).
+    """
+
+    value: float
+    ci_low: float
+    ci_high: float
+
+    @model_validator(mode="after")
+    def _symmetric(self) -> Difference:
+        if not self.ci_low < self.value < self.ci_high:
+            raise ValueError(
+                f"value {self.value} must lie inside its interval {self.ci_low} to {self.ci_high}"
+            )
+        mid = (self.ci_low + self.ci_high) / 2
+        # Printed to two decimals, a symmetric interval's midpoint is within rounding of the value.
+        if abs(mid - self.value) > 0.02 + 0.02 * (self.ci_high - self.ci_low):
+            raise ValueError(
+                f"interval {self.ci_low} to {self.ci_high} is not symmetric about {self.value}; "
+                "a ratio or a skewed interval cannot give a standard error this way"
+            )
+        return self
+
+    @property
+    def se(self) -> float:
+        """The standard error behind the 95% interval: width / (2 x 1.96)."""
+        return (self.ci_high - self.ci_low) / (2 * Z_975)
+
+
 class Scale(_Model):
     """The instrument's range, e.g. 0 to 100 for WOMAC on a 100-point scale."""
 
@@ -280,31 +359,67 @@ class Scale(_Model):
 
 
 class Pooling(_Model):
-    """Arm-level numbers for the meta-analysis engine, with where they were read.
+    """One trial's numbers for one synthesis of its condition, with where they were read.
 
-    ``better`` says which direction of ``mean`` is good for the patient and ``kind``
-    whether the means are scores at follow-up or changes from baseline; all pooled
-    trials of one condition must agree on both (see ``Condition``), so the
-    standardized mean differences point the same way. ``url``, ``locator`` and
-    ``grade`` say where these numbers were read, which may be a different page
-    from the study's own (a results table, or a review's extraction).
+    Three shapes (docs/knowledge-format.md): arm means with a spread (``treatment`` and
+    ``control`` with ``mean``), a between-group ``difference`` with its 95% CI (arms
+    give only ``n``), or event counts (arms with ``events``; ``kind: responders``).
+    ``better`` says which direction of this block's own numbers is good for the
+    patient; the synthesis orients every trial to its own ``better`` (a difference
+    reported the other way round is negated), so effects are only ever compared in
+    the same direction. ``url``, ``locator`` and ``grade`` say where these numbers were
+    read, which may be a different page from the study's own.
     """
 
+    synthesis: KebabId
     outcome: Text
     better: Literal["higher", "lower"]
-    kind: Literal["score", "change"]
-    scale: Scale
-    treatment: ArmSummary
-    control: ArmSummary
+    kind: Literal["score", "change", "responders"]
+    scale: Scale | None = None
+    treatment: Arm
+    control: Arm
+    difference: Difference | None = None
     url: Annotated[str, Field(pattern=r"^https?://\S+$")]
     locator: Text
     grade: SourceGrade
 
+    @field_validator("treatment", "control", mode="before")
+    @classmethod
+    def _arm_shape(cls, value: Any) -> Any:
+        return _arm(value)
+
+    @property
+    def shape(self) -> Literal["means", "difference", "events"]:
+        """Which of the three shapes this block has."""
+        if self.kind == "responders":
+            return "events"
+        return "difference" if self.difference is not None else "means"
+
     @model_validator(mode="after")
     def _plausible(self) -> Pooling:
+        arms = (self.treatment, self.control)
+        if self.kind == "responders":
+            if not all(isinstance(a, ArmEvents) for a in arms) or self.difference is not None:
+                raise ValueError("kind responders takes arms with events and n, no difference")
+            if self.scale is not None:
+                raise ValueError("kind responders has no scale")
+            return self
+        if any(isinstance(a, ArmEvents) for a in arms):
+            raise ValueError("arms with events need kind responders")
+        if self.scale is None:
+            raise ValueError(f"kind {self.kind} needs the instrument's scale")
         width = self.scale.high - self.scale.low
+        if self.difference is not None:
+            if not all(isinstance(a, ArmSize) for a in arms):
+                raise ValueError("with a difference, arms give only label and n")
+            d = self.difference
+            if max(abs(d.ci_low), abs(d.ci_high)) > width:
+                raise ValueError(f"difference interval is wider than the scale ({width:g})")
+            return self
+        if not all(isinstance(a, ArmSummary) for a in arms):
+            raise ValueError("without a difference, both arms need mean, spread and n")
         for name in ("treatment", "control"):
-            arm: ArmSummary = getattr(self, name)
+            arm = cast(ArmSummary, getattr(self, name))
             if self.kind == "score":
                 low, high = self.scale.low, self.scale.high
                 # Bhatia-Davis: on [low, high] a variable with this mean cannot spread
@@ -323,6 +438,38 @@ class Pooling(_Model):
                     f"{arm.mean} on {self.scale.low} to {self.scale.high} can have "
                     f"({limit:.4g})"
                 )
+        return self
+
+
+SynthesisMeasure = Literal["MD", "SMD", "RR"]
+
+
+class Synthesis(_Model):
+    """One comparison the condition's trials are pooled for (a forest plot of its own).
+
+    Trials join it through their ``pooling.synthesis``. ``better`` is the direction of
+    the pooled effect (prolotherapy versus comparator) that favours prolotherapy: MD
+    and SMD effects of trials reported the other way round are negated to match; for
+    ``RR`` the events must be of the kind ``better`` says (responders: higher).
+    ``comparable_because`` says, in a sentence or two, why these trials belong
+    together (condition, comparison, outcome construct, follow-up); ``caveats`` what
+    still differs between them.
+    """
+
+    id: KebabId
+    title: Text
+    measure: SynthesisMeasure
+    comparison: Text
+    outcome: Text
+    better: Literal["higher", "lower"]
+    unit: Text | None = None
+    comparable_because: Annotated[str, Field(min_length=40)]
+    caveats: Text | None = None
+
+    @model_validator(mode="after")
+    def _unit_for_md(self) -> Synthesis:
+        if self.measure == "MD" and self.unit is None:
+            raise ValueError("measure MD needs the unit of the difference (e.g. WOMAC points)")
         return self
 
 
@@ -449,6 +596,7 @@ class Condition(_Model):
     grade_reason: Text
     summary_patient: Annotated[str, Field(min_length=40)]
     summary_clinician: Annotated[str, Field(min_length=40)]
+    syntheses: Seq[Synthesis] = ()
     # validate_default: the grade check must also run when studies are left out.
     studies: Seq[Study] = Field(default=(), validate_default=True)
     claims: Seq[Claim] = ()
@@ -484,15 +632,16 @@ class Condition(_Model):
         grade = info.data.get("evidence_grade")
         if grade is not None and grade != "insufficient" and not value:
             raise ValueError(f"evidence_grade {grade!r} needs at least one study")
-        # Pooled effects are "prolotherapy minus comparator": they point the same way
-        # only if every pooled trial's outcome does, and SMDs of changes and of
-        # follow-up scores do not mix.
-        pooled = [s for s in value if s.design == "rct" and s.pooling is not None]
-        for attr in ("better", "kind"):
-            seen = {getattr(s.pooling, attr) for s in pooled}
-            if len(seen) > 1:
-                named = ", ".join(f"{s.id}: {getattr(s.pooling, attr)}" for s in pooled)
-                raise ValueError(f"pooling.{attr} differs between trials ({named})")
+        _check_pooling(value, info.data.get("syntheses", ()))
+        return value
+
+    @field_validator("syntheses")
+    @classmethod
+    def _syntheses_unique(cls, value: tuple[Synthesis, ...]) -> tuple[Synthesis, ...]:
+        ids = [s.id for s in value]
+        repeated = sorted({s for s in ids if ids.count(s) > 1})
+        if repeated:
+            raise ValueError(f"synthesis ids repeat: {', '.join(repeated)}")
         return value
 
     @field_validator("claims")
@@ -529,6 +678,53 @@ class Condition(_Model):
             if study.id == study_id:
                 return study
         raise KeyError(f"condition {self.id!r} has no study {study_id!r}")
+
+
+def _check_pooling(studies: tuple[Study, ...], syntheses: tuple[Synthesis, ...]) -> None:
+    """Every pooled trial names a declared synthesis whose measure its numbers can give.
+
+    Effects are "prolotherapy minus comparator", oriented by the synthesis's ``better``;
+    SMDs of changes and of follow-up scores do not mix, raw MDs only share one scale,
+    and a risk ratio only pools counts of the same kind of event.
+    """
+    declared = {s.id: s for s in syntheses}
+    blocks = [(s, s.pooling) for s in studies if s.pooling is not None]
+    for study, p in blocks:
+        if study.design != "rct":
+            raise ValueError(f"{study.id}: only randomised trials are pooled")
+        if p.synthesis not in declared:
+            raise ValueError(f"{study.id}: pooling.synthesis {p.synthesis!r} is not declared")
+        synthesis = declared[p.synthesis]
+        if synthesis.measure == "RR" and p.shape != "events":
+            raise ValueError(f"{study.id}: synthesis {synthesis.id} (RR) needs event counts")
+        if synthesis.measure != "RR" and p.shape == "events":
+            raise ValueError(f"{study.id}: event counts need a synthesis with measure RR")
+        if synthesis.measure == "SMD" and p.shape == "difference":
+            raise ValueError(
+                f"{study.id}: an SMD needs arm means and SDs, not a printed difference"
+            )
+        if synthesis.measure == "RR" and p.better != synthesis.better:
+            raise ValueError(
+                f"{study.id}: pooling.better {p.better!r} differs from synthesis "
+                f"{synthesis.id}'s {synthesis.better!r}; a risk ratio cannot be turned round"
+            )
+    for synthesis in syntheses:
+        members = [(s, p) for s, p in blocks if p.synthesis == synthesis.id]
+        if synthesis.measure != "RR" and len({p.kind for _, p in members}) > 1:
+            listing = ", ".join(f"{s.id}: {p.kind}" for s, p in members)
+            raise ValueError(f"pooling.kind differs within synthesis {synthesis.id} ({listing})")
+        if synthesis.measure == "MD":
+            scales = {(p.scale.low, p.scale.high) for _, p in members if p.scale is not None}
+            if len(scales) > 1:
+                listing = ", ".join(
+                    f"{s.id}: {p.scale.low:g} to {p.scale.high:g}"
+                    for s, p in members
+                    if p.scale is not None
+                )
+                raise ValueError(
+                    f"a raw mean difference pools one scale; synthesis {synthesis.id} mixes "
+                    f"{listing} (use SMD)"
+                )
 
 
 def parse_condition(data: Any, *, file_stem: str | None = None) -> Condition:

@@ -307,10 +307,12 @@ def draw_forest(ax: Any, evidence: dict[str, Any]) -> None:
         ax.plot([r["estimate"]], [y], "s", color=INK, ms=4 + r["weight"] / 10)
     est, lo, hi = pooled["estimate"], pooled["ci_low"], pooled["ci_high"]
     ax.fill([lo, est, hi, est], [0, 0.25, 0, -0.25], color=TEAL)
-    ax.axvline(0, color=GREY, lw=1)
+    ax.axvline(evidence.get("null_value", 0.0), color=GREY, lw=1)
+    if evidence.get("measure") == "RR":
+        ax.set_xscale("log")  # ratios: equal distances for halving and doubling
     ax.set_yticks(list(range(len(rows), -1, -1)))
     ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlabel("Standardised mean difference (Hedges' g)")
+    ax.set_xlabel(evidence.get("x_label", "Standardised mean difference (Hedges' g)"))
     ax.set_title(f"{evidence['name']}: published trials", loc="left", fontsize=11)
     ax.spines[["top", "right"]].set_visible(False)
 
@@ -371,6 +373,7 @@ def report_pdf(report: dict[str, Any], *, title: str = "Outcome report") -> byte
                     f"{e['name']}: "
                     + (
                         e.get("note")
+                        or e.get("sentence")
                         or (
                             f"pooled SMD {e['pooled']['estimate']} "
                             f"(95% CI {e['pooled']['ci_low']} to "

@@ -246,97 +246,15 @@ def report_for(
 # evidence synthesis beside the clinic's own result
 
 
-@dataclass(frozen=True)
-class PooledTrials:
-    """The knowledge base's comparable trials for a condition, pooled."""
-
-    condition_id: str
-    labels: tuple[str, ...]
-    yi: tuple[float, ...]
-    vi: tuple[float, ...]
-    outcomes: tuple[str, ...]
-
-
-def comparable_trials(condition_id: str) -> PooledTrials | None:
-    """Randomised trials of the condition with arm-level numbers (``pooling``), or None."""
-    from prolo.evidence.meta import hedges_g
-    from prolo.knowledge.loader import load_conditions
-
-    condition = load_conditions().get(condition_id)
-    if condition is None:
-        return None
-    labels, yi, vi, outcomes = [], [], [], []
-    for study in condition.studies:
-        if study.design != "rct" or study.pooling is None:
-            continue
-        p = study.pooling
-        effect = hedges_g(
-            m1=p.treatment.mean,
-            sd1=p.treatment.sd,
-            n1=p.treatment.n,
-            m2=p.control.mean,
-            sd2=p.control.sd,
-            n2=p.control.n,
-        )
-        labels.append(f"{study.first_author} {study.year}")
-        yi.append(effect.yi)
-        vi.append(effect.vi)
-        outcomes.append(p.outcome)
-    return PooledTrials(condition_id, tuple(labels), tuple(yi), tuple(vi), tuple(outcomes))
-
-
 def evidence_for(condition_id: str) -> dict[str, Any]:
-    """Pooled estimate and forest plot for a condition, or a plain statement why not."""
-    from prolo.evidence.forest import forest_plot_svg, forest_rows
-    from prolo.evidence.meta import random_effects
-    from prolo.knowledge.loader import load_conditions
+    """Pooled estimate and forest plot for a condition, or a plain statement why not.
 
-    condition = load_conditions().get(condition_id)
-    name = condition.lay_name if condition is not None else condition_id
-    trials = comparable_trials(condition_id)
-    k = len(trials.labels) if trials is not None else 0
-    out: dict[str, Any] = {"condition_id": condition_id, "name": name, "k": k}
-    if trials is None or k < 2:
-        out["pooled"] = None
-        out["note"] = (
-            f"The knowledge base holds {'no' if k == 0 else 'only one'} randomised trial of "
-            f"{name.lower()} with the arm-level numbers needed for pooling, so no pooled "
-            "estimate is shown. Fewer than two comparable trials cannot be combined."
-        )
-        return out
-    pooled = random_effects(trials.yi, trials.vi, method="REML", test="knha")
-    rows = forest_rows(trials.labels, trials.yi, trials.vi, pooled)
-    out["pooled"] = {
-        "measure": "SMD (Hedges' g), prolotherapy minus comparator",
-        "estimate": round(pooled.estimate, 3),
-        "ci_low": round(pooled.ci_low, 3),
-        "ci_high": round(pooled.ci_high, 3),
-        "pi_low": round(pooled.pi_low, 3),
-        "pi_high": round(pooled.pi_high, 3),
-        "tau2": round(pooled.tau2, 4),
-        "i2": round(pooled.i2, 1),
-        "q": round(pooled.q, 3),
-        "q_p": round(pooled.q_p, 4),
-        "outcomes": list(trials.outcomes),
-    }
-    out["rows"] = [
-        {
-            "label": r.label,
-            "estimate": r.estimate,
-            "ci_low": r.ci_low,
-            "ci_high": r.ci_high,
-            "weight": r.weight,
-        }
-        for r in rows
-    ]
-    out["svg"] = forest_plot_svg(
-        rows,
-        pooled,
-        title=f"{name}: published randomised trials",
-        x_label="Standardised mean difference (Hedges' g)",
-        id_prefix=f"forest-{condition_id}",
-    )
-    return out
+    The synthesis itself (comparable trials, direction, REML with the Hartung-Knapp
+    interval) lives in :mod:`prolo.knowledge.synthesis`, which the condition pages share.
+    """
+    from prolo.knowledge.synthesis import evidence_summary
+
+    return evidence_summary(condition_id)
 
 
 def evidence_beside(report: dict[str, Any], selection: Selection) -> list[dict[str, Any]]:
