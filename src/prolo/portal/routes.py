@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from prolo.errors import ValidationFailed
 from prolo.instruments.catalog import get_instrument
 from prolo.portal import diary, links, service
-from prolo.portal.models import QuestionnaireResponse
+from prolo.portal.models import QuestionnaireResponse, Score
 from prolo.portal.schedule import DueItem
 from prolo.portal.schemas import (
     AlertOut,
@@ -55,8 +55,11 @@ IdempotencyKey = Annotated[
 InstrumentFilter = Annotated[str | None, Query(max_length=40)]
 
 
-def _response_out(session: DbSession, response: QuestionnaireResponse) -> ResponseOut:
-    scores = service.scores_of(session, [response.id])[response.id]
+def _response_out(
+    session: DbSession, response: QuestionnaireResponse, scores: list[Score] | None = None
+) -> ResponseOut:
+    if scores is None:
+        scores = service.scores_of(session, [response.id])[response.id]
     return ResponseOut(
         id=response.id,
         patient_id=response.patient_id,
@@ -102,7 +105,7 @@ def submit_response(
     )
     if not result.created:
         response.status_code = 200
-    return _response_out(session, result.response)
+    return _response_out(session, result.response, result.scores)
 
 
 @router.get("/api/patients/{patient_id}/responses", response_model=list[ResponseOut])

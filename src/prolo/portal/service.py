@@ -133,6 +133,7 @@ class Submitted:
 
     response: QuestionnaireResponse
     created: bool
+    scores: list[Score] | None = None  # the stored scores, when this call stored them
 
 
 def _store_scores(
@@ -238,28 +239,33 @@ def submit_response(
         authored_at=authored,
         idempotency_key=data.idempotency_key,
     )
-    try:
-        with session.begin_nested():
-            session.add(response)
-            session.flush()
-    except IntegrityError:
-        # A concurrent retry with the same key won the race: answer with its row.
-        winner = session.scalar(
-            select(QuestionnaireResponse).where(
-                QuestionnaireResponse.patient_id == patient.id,
-                QuestionnaireResponse.idempotency_key == data.idempotency_key,
+    if data.idempotency_key is None:
+        # Without a key no concurrent retry can collide, so no savepoint (two round
+        # trips on every submission) is needed.
+        session.add(response)
+        session.flush()
+    else:
+        try:
+            with session.begin_nested():
+                session.add(response)
+                session.flush()
+        except IntegrityError:
+            # A concurrent retry with the same key won the race: answer with its row.
+            winner = session.scalar(
+                select(QuestionnaireResponse).where(
+                    QuestionnaireResponse.patient_id == patient.id,
+                    QuestionnaireResponse.idempotency_key == data.idempotency_key,
+                )
             )
-        )
-        if winner is None or not _same_submission(winner, data, course_id):
-            raise Conflict(
-                "this idempotency key was already used for a different submission",
-                field="idempotency_key",
-            ) from None
-        return Submitted(winner, False)
-    if scores is not None:
-        _store_scores(session, response, scores)
+            if winner is None or not _same_submission(winner, data, course_id):
+                raise Conflict(
+                    "this idempotency key was already used for a different submission",
+                    field="idempotency_key",
+                ) from None
+            return Submitted(winner, False)
+    stored = _store_scores(session, response, scores) if scores is not None else []
     _audit(session, principal, response, "C", "questionnaire_response.create")
-    return Submitted(response, True)
+    return Submitted(response, True, stored)
 
 
 def _draft_answers(instrument: Instrument, answers: Mapping[str, object]) -> dict[str, Any]:
