@@ -19,6 +19,7 @@ None of these holds clinical data of its own:
 from __future__ import annotations
 
 import datetime as dt
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -142,16 +143,21 @@ class ExportFile(Base):
     content: Mapped[str] = mapped_column(Text)
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+@cache
+def _upsert_statement(dialect: str) -> Any:
+    """Insert a version row, or bump it; built once per dialect (every write runs it)."""
     table = cast(Table, ResourceVersion.__table__)
-    dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[table.c.table_name, table.c.row_id],
         set_={"version": table.c.version + 1, "last_updated": stmt.excluded.last_updated},
     )
-    session.connection().execute(stmt, rows)
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    connection = session.connection()
+    connection.execute(_upsert_statement(connection.dialect.name), rows)
 
 
 @event.listens_for(Session, "after_flush")

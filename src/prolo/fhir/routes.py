@@ -42,26 +42,28 @@ _NO_DATABASE = frozenset({"metadata", "unknown"})
 # every request that had to wait. Released when the request's transaction ends.
 _SQLITE_WRITER = threading.Lock()
 _WRITER_WAIT_SECONDS = 30
+_HOLDS_WRITER = "prolo.fhir.holds_sqlite_writer"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _release_sqlite_writer(session: Session, transaction: SessionTransaction) -> None:
+    """Release the writer lock when the outermost transaction of a session holding it ends.
+
+    One listener for every session (a per-session ``event.listen`` costs about as much as
+    the rest of taking the lock); sessions that never took the lock pay one dict lookup.
+    """
+    if transaction.parent is None and session.info.pop(_HOLDS_WRITER, False):
+        _SQLITE_WRITER.release()
 
 
 def _hold_sqlite_writer(session: Session) -> None:
     if not _SQLITE_WRITER.acquire(timeout=_WRITER_WAIT_SECONDS):
         raise TooManyRequests("the database is busy; try again shortly")
-    released = False
-
-    def release(_session: Session, transaction: SessionTransaction) -> None:
-        nonlocal released
-        if transaction.parent is None and not released:
-            released = True  # the listener stays (removing it mid-dispatch is not allowed)
-            _SQLITE_WRITER.release()
-
-    event.listen(session, "after_transaction_end", release)
+    session.info[_HOLDS_WRITER] = True
     try:
         session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
     except BaseException:
-        if not released:
-            released = True
-            event.remove(session, "after_transaction_end", release)
+        if session.info.pop(_HOLDS_WRITER, False):
             _SQLITE_WRITER.release()
         raise
 
@@ -309,7 +311,10 @@ def create(
 ) -> Response:
     """Create (conditional on ``If-None-Exist``)."""
     service.mapping_for(type_name)
-    status, resource = service.create(ctx, body, type_name=type_name, if_none_exist=if_none_exist)
+    # The request is one unit of work, rolled back whole on any error: no savepoint.
+    status, resource = service.create(
+        ctx, body, type_name=type_name, if_none_exist=if_none_exist, isolated=False
+    )
     return _written(request, resource, status, ctx.base_url)
 
 
@@ -332,7 +337,7 @@ def update(
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Update (replace the mapped fields); ``If-Match`` guards against lost updates."""
-    resource = service.update(ctx, type_name, resource_id, body, if_match=if_match)
+    resource = service.update(ctx, type_name, resource_id, body, if_match=if_match, isolated=False)
     return _written(request, resource, 200, ctx.base_url)
 
 

@@ -12,7 +12,8 @@ See: https://hl7.org/fhir/R4/http.html
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any, cast
 from urllib.parse import urlencode
@@ -97,7 +98,17 @@ def _row_id(text: str) -> int | None:
     return int(text) if text.isdigit() and len(text) <= 10 else None
 
 
-def _select_rows(mapping: TableMapping) -> Any:
+@cache
+def _load_statement(type_name: str, by_patient: bool) -> Any:
+    """The ORM row of one id with its version, for an update; built once per type and scope.
+
+    An update changes the ORM object (and the domain services find it in the identity
+    map), so this loads the entity, unlike the Core read. Reusing the statement object
+    saves SQLAlchemy's cache-key walk on every update.
+    """
+    mapping = REGISTRY[type_name]
+    if not isinstance(mapping, TableMapping):
+        raise TypeError(type_name)
     version, on = mapping.version_join()
     fallback = mapping.updated_column()
     last = (
@@ -105,9 +116,23 @@ def _select_rows(mapping: TableMapping) -> Any:
         if fallback is not None
         else version.c.last_updated
     )
-    return select(mapping.model, version.c.version, last.label("last_updated")).outerjoin(
-        version, on
+    scope = (
+        mapping.patient_clause(bindparam("scope_id"))
+        if by_patient
+        else mapping.clinic_clause(bindparam("scope_id"))
     )
+    return (
+        select(mapping.model, version.c.version, last.label("last_updated"))
+        .outerjoin(version, on)
+        .where(mapping.model.id == bindparam("row_id"), scope)
+    )
+
+
+def _scope_id(ctx: Context, mapping: TableMapping) -> tuple[bool, int]:
+    """Whether rows are scoped by patient (a patient's token) and the id to scope by."""
+    principal = ctx.principal
+    by_patient = principal.role == "patient" and mapping.in_patient_compartment
+    return by_patient, (principal.patient_id or -1) if by_patient else principal.clinic_id
 
 
 def _meta(row: Any, version: int | None, last: Any, ids: Sequence[tuple[str, str]] = ()) -> Meta:
@@ -115,25 +140,26 @@ def _meta(row: Any, version: int | None, last: Any, ids: Sequence[tuple[str, str
 
 
 def load(ctx: Context, mapping: TableMapping, resource_id: str) -> tuple[Any, Meta]:
-    """The row behind ``Type/id`` and its meta, if the principal may see it.
+    """The ORM row behind ``Type/id`` and its version, if the principal may see it.
 
-    AccessDenied (404, audited) when it is absent or out of the principal's scope.
+    The meta carries no identifiers (an update needs the version only; the response is
+    read back with :func:`fast_load`). AccessDenied (404, audited) when the row is
+    absent or out of the principal's scope.
     """
     row_id = _row_id(resource_id)
     found = None
     if row_id is not None:
+        by_patient, scope_id = _scope_id(ctx, mapping)
         found = ctx.session.execute(
-            _select_rows(mapping).where(
-                mapping.model.id == row_id, mapping.scope_clause(ctx.principal)
-            )
+            _load_statement(mapping.type_name, by_patient),
+            {"row_id": row_id, "scope_id": scope_id},
         ).first()
     if found is None:
         raise AccessDenied(
             f"no such {mapping.type_name}", entity_type=mapping.type_name, entity_id=resource_id
         )
     row, version, last = found
-    ids = identifiers_for(ctx.session, mapping.type_name, [row.id]).get(row.id, ())
-    return row, _meta(row, version, last, ids)
+    return row, _meta(row, version, last)
 
 
 def read(ctx: Context, type_name: str, resource_id: str) -> Resource:
@@ -215,9 +241,7 @@ def fast_load(ctx: Context, mapping: TableMapping, resource_id: str) -> tuple[An
     row_id = _row_id(resource_id)
     rows: Sequence[Any] = []
     if row_id is not None:
-        principal = ctx.principal
-        by_patient = principal.role == "patient" and mapping.in_patient_compartment
-        scope_id = (principal.patient_id or -1) if by_patient else principal.clinic_id
+        by_patient, scope_id = _scope_id(ctx, mapping)
         rows = ctx.session.execute(
             _read_statement(mapping.type_name, by_patient),
             {"row_id": row_id, "scope_id": scope_id},
@@ -497,10 +521,15 @@ def create(
     validate: bool = True,
     source_identifiers: Sequence[tuple[str, str]] = (),
     read_back: bool = True,
+    isolated: bool = True,
 ) -> tuple[int, Resource]:
     """``POST [base]/Type``: (201, created), or (200, existing) when a conditional create matches.
 
     Several matches are a 412. The write is audited by the domain service or the mapping.
+    ``isolated`` writes in a savepoint, so a refused resource leaves the caller's
+    transaction usable (the importer and batch Bundles go on); a caller that rolls
+    back everything on any error (a REST request) passes False and saves the
+    savepoint's two statements.
     """
     kind = type_name or (resource.get("resourceType") if isinstance(resource, dict) else None)
     mapping = mapping_for(str(kind))
@@ -520,13 +549,13 @@ def create(
             row, meta = fast_load(ctx, mapping, str(matches[0].id))
             return 200, mapping.to_fhir(row, meta)
     try:
-        with ctx.session.begin_nested():
+        with _savepoint(ctx, isolated):
             row = mapping.create(ctx, resource)
             ctx.session.flush()
-            remember_identifiers(
-                ctx, mapping.type_name, row.id, [*identifier_pairs(resource), *source_identifiers]
-            )
-            ctx.session.flush()
+            pairs = [*identifier_pairs(resource), *source_identifiers]
+            if pairs:
+                remember_identifiers(ctx, mapping.type_name, row.id, pairs)
+                ctx.session.flush()
     except IntegrityError as exc:
         raise Conflict(
             f"the database refused this {mapping.type_name}: {_constraint(exc)}"
@@ -545,8 +574,12 @@ def update(
     *,
     if_match: str | None = None,
     validate: bool = True,
+    isolated: bool = True,
 ) -> Resource:
-    """``PUT [base]/Type/id``: replace the row's mapped fields; 412 when If-Match is stale."""
+    """``PUT [base]/Type/id``: replace the row's mapped fields; 412 when If-Match is stale.
+
+    ``isolated`` as for :func:`create`.
+    """
     mapping = mapping_for(type_name)
     mapping.require(UPDATE)
     mapping.check_writer(ctx.principal)
@@ -566,15 +599,27 @@ def update(
                 f"{type_name}/{resource_id} is at version {meta.version}, not {wanted}"
             )
     try:
-        with ctx.session.begin_nested():
+        with _savepoint(ctx, isolated):
             mapping.update(ctx, row, resource)
             ctx.session.flush()
-            remember_identifiers(ctx, type_name, row.id, identifier_pairs(resource))
-            ctx.session.flush()
+            pairs = identifier_pairs(resource)
+            if pairs:
+                remember_identifiers(ctx, type_name, row.id, pairs)
+                ctx.session.flush()
     except IntegrityError as exc:
         raise Conflict(f"the database refused this {type_name}: {_constraint(exc)}") from None
     row, meta = fast_load(ctx, mapping, resource_id)
     return mapping.to_fhir(row, meta)
+
+
+@contextmanager
+def _savepoint(ctx: Context, isolated: bool) -> Iterator[None]:
+    """A savepoint around a write when ``isolated``; otherwise the caller's transaction."""
+    if not isolated:
+        yield
+        return
+    with ctx.session.begin_nested():
+        yield
 
 
 def _constraint(exc: IntegrityError) -> str:

@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 from pydantic import ValidationError
-from sqlalchemy import BindParameter, ColumnElement, Table, and_, func, literal, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from prolo.db import UTCDateTime
@@ -119,6 +128,11 @@ class MappingBase:
             raise Forbidden(f"your role may not write {self.type_name} resources")
         if principal.via == "token" and not ({"write", "admin"} & principal.scopes):
             raise Forbidden("this token lacks the 'write' scope")
+
+    @property
+    def keeps_identifiers(self) -> bool:
+        """Whether rows of this type can carry identifiers they were created or updated with."""
+        return CREATE in self.interactions or UPDATE in self.interactions
 
     def supports(self, interaction: str) -> bool:
         return interaction in self.interactions
@@ -243,20 +257,32 @@ class TableMapping(MappingBase, ABC):
         return self.clinic_clause(principal.clinic_id)
 
 
+# Built once: SQLAlchemy computes a statement's cache key once per statement object, so
+# reusing it saves that walk on every search page and export batch.
+_IDENTIFIERS = (
+    select(ExternalIdentifier.resource_id, ExternalIdentifier.system, ExternalIdentifier.value)
+    .where(
+        ExternalIdentifier.resource_type == bindparam("type_name"),
+        ExternalIdentifier.resource_id.in_(bindparam("ids", expanding=True)),
+    )
+    .order_by(ExternalIdentifier.id)
+)
+
+
 def identifiers_for(
     session: Session, type_name: str, ids: Sequence[int]
 ) -> Mapping[int, tuple[tuple[str, str], ...]]:
-    """Imported identifiers of many rows of one type, in one query."""
-    if not ids:
+    """Imported identifiers of many rows of one type, in one query (none when no ids).
+
+    Types that cannot be created or updated never have any (identifiers are kept only
+    by :func:`prolo.fhir.service.create` and ``update``), so they cost no query.
+    """
+    from prolo.fhir.resources import REGISTRY
+
+    mapping = REGISTRY.get(type_name)
+    if not ids or (mapping is not None and not mapping.keeps_identifiers):
         return {}
-    rows = session.execute(
-        select(ExternalIdentifier.resource_id, ExternalIdentifier.system, ExternalIdentifier.value)
-        .where(
-            ExternalIdentifier.resource_type == type_name,
-            ExternalIdentifier.resource_id.in_(ids),
-        )
-        .order_by(ExternalIdentifier.id)
-    ).all()
+    rows = session.execute(_IDENTIFIERS, {"type_name": type_name, "ids": list(ids)}).all()
     found: dict[int, list[tuple[str, str]]] = {}
     for resource_id, system, value in rows:
         found.setdefault(resource_id, []).append((system, value))

@@ -1,0 +1,77 @@
+"""The REST write path's shortcuts keep their promises: a request is one unit of work
+(no savepoint, yet a refusal after a row was written leaves nothing behind), versions
+and ETags move by one per update, and the SQLite writer lock is always given back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from prolo.fhir import routes
+from prolo.fhir.models import ExternalIdentifier
+from prolo.patients.models import Patient
+from tests.fhir.conftest import World
+from tests.fhir.test_write import PATIENT
+
+
+def patients_named(session: Session, family: str) -> int:
+    return session.scalar(select(func.count()).where(Patient.family_name == family)) or 0
+
+
+def test_a_refusal_after_the_row_was_written_keeps_nothing(
+    client: TestClient, session: Session, world: World
+) -> None:
+    first = client.post("/fhir/Patient", json=PATIENT, headers=world.headers)
+    assert first.status_code == 201, first.text
+    # Same external identifier, another person: the patient row is inserted before the
+    # identifier clash is found, and the whole request must roll back.
+    clash: dict[str, Any] = {**PATIENT, "name": [{"family": "Mbeki", "given": ["Thabo"]}]}
+    r = client.post("/fhir/Patient", json=clash, headers=world.headers)
+    assert r.status_code == 409 and r.json()["issue"][0]["code"] == "conflict", r.text
+    session.expire_all()
+    assert patients_named(session, "Mbeki") == 0
+    kept = session.scalars(
+        select(ExternalIdentifier.resource_id).where(ExternalIdentifier.value == "E-1001")
+    ).all()
+    assert kept == [int(first.json()["id"])]
+    # The server is still usable afterwards (session and writer lock were released).
+    again = client.get(f"/fhir/Patient/{first.json()['id']}", headers=world.headers)
+    assert again.status_code == 200
+
+
+def test_update_moves_version_etag_and_location_by_one(client: TestClient, world: World) -> None:
+    url = f"/fhir/Patient/{world.patient.id}"
+    current = client.get(url, headers=world.headers)
+    version = int(current.json()["meta"]["versionId"])
+    body = {k: v for k, v in current.json().items() if k != "meta"}
+    body["telecom"] = [{"system": "phone", "value": "+1 555 0100"}]
+    headers = {**world.headers, "If-Match": current.headers["etag"]}
+    r = client.put(url, json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["meta"]["versionId"] == str(version + 1)
+    assert r.headers["etag"] == f'W/"{version + 1}"'
+    assert r.headers["location"].endswith(f"{url}/_history/{version + 1}")
+    assert r.json()["telecom"] == [{"system": "phone", "value": "+1 555 0100"}]
+    reread = client.get(url, headers=world.headers)
+    assert reread.content == r.content  # the write's answer is the read's bytes
+    stale = client.put(url, json=body, headers=headers)  # the old ETag again
+    assert stale.status_code == 412
+
+
+def test_the_sqlite_writer_lock_is_released_after_every_outcome(
+    client: TestClient, world: World
+) -> None:
+    outcomes = [
+        client.get(f"/fhir/Patient/{world.patient.id}", headers=world.headers).status_code,
+        client.get("/fhir/Patient/999999", headers=world.headers).status_code,
+        client.post("/fhir/Patient", content=b"{nope", headers=world.headers).status_code,
+        client.post(
+            "/fhir/Patient", json={"resourceType": "Patient"}, headers=world.headers
+        ).status_code,
+        client.get("/fhir/Patient?_count=2", headers=world.headers).status_code,
+    ]
+    assert outcomes == [200, 404, 400, 422, 200]
+    assert not routes._SQLITE_WRITER.locked()
