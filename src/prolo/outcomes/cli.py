@@ -116,7 +116,11 @@ def register(app: typer.Typer) -> None:
             from prolo.security import audit
 
             with unit_of_work() as session:
-                result = service.report_for(session=session, selection=selection, as_of=when)
+                # One-shot: computed from the raw rows (a kept registry pays off only in a
+                # process that serves many reports, like the web app).
+                result = service.report_for(
+                    session=session, selection=selection, as_of=when, kept=False
+                )
                 audit.record(
                     session,
                     audit.SYSTEM,

@@ -133,6 +133,7 @@ class LoadedRegistry:
         self.sessions: NDArray[np.int64] | None = None  # diary session ids, in code order
         self._sorted_sessions: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
         self.facts: _FactKey | None = None
+        self.removed = False  # rows were deleted: a code may stand for a value now gone
         for name in ("courses", "scores", "follow_ups", "flares", "adverse_events"):
             table = getattr(tables, name)
             if table is not None:
@@ -248,13 +249,56 @@ class LoadedRegistry:
                 )
             con.execute(f"INSERT INTO {name}_all SELECT * FROM arrow_in")
             con.unregister("arrow_in")
-        if self.facts is not None:
-            with _runner(con) as run:
-                _course_facts(self, run, scope="touched", key=self.facts, prefix="new_", keep=True)
-                for fact in _FACT_TABLES:
-                    run(f"DELETE FROM kept_{fact} WHERE course_id IN (FROM touched)")
-                    run(f"INSERT INTO kept_{fact} SELECT * FROM new_{fact}")
-                    run(f"DROP TABLE new_{fact}")
+        self._refresh_touched_facts()
+
+    def replace(self, tables: RegistryTables, course_ids: Sequence[int]) -> None:
+        """Replace every row of the courses ``course_ids`` with the rows in ``tables`` and
+        bring their kept facts up to date.
+
+        ``tables`` holds the courses' complete current rows (none for a deleted course),
+        so edits and deletions are applied as well as additions. Used by
+        :mod:`prolo.outcomes.facts` after the database marked the courses as changed.
+        """
+        if not course_ids:
+            return
+        con = self.con
+        con.register("touched_in", pa.table({"course_id": pa.array(course_ids, pa.int64())}))
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT course_id FROM touched_in"
+        )
+        con.unregister("touched_in")
+        for name in ("courses", "scores", "follow_ups", "flares", "adverse_events"):
+            table = getattr(tables, name)
+            exists = con.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [f"{name}_all"]
+            ).fetchone()
+            if exists and exists[0]:
+                deleted = con.execute(
+                    f"DELETE FROM {name}_all WHERE course_id IN (FROM touched)"
+                ).fetchone()
+                self.removed = self.removed or bool(deleted and deleted[0])
+            if table is None or not table.num_rows:
+                continue
+            if not exists or not exists[0]:
+                self._create(name, table)
+                self.has_flares = self.has_flares or name == "flares"
+                self.has_adverse_events = self.has_adverse_events or name == "adverse_events"
+                continue
+            con.register("arrow_in", self._coded(name, table))
+            con.execute(f"INSERT INTO {name}_all SELECT * FROM arrow_in")
+            con.unregister("arrow_in")
+        self._refresh_touched_facts()
+
+    def _refresh_touched_facts(self) -> None:
+        """Recompute the kept facts of the courses in temp table ``touched``."""
+        if self.facts is None:
+            return
+        with _runner(self.con) as run:
+            _course_facts(self, run, scope="touched", key=self.facts, prefix="new_", keep=True)
+            for fact in _FACT_TABLES:
+                run(f"DELETE FROM kept_{fact} WHERE course_id IN (FROM touched)")
+                run(f"INSERT INTO kept_{fact} SELECT * FROM new_{fact}")
+                run(f"DROP TABLE new_{fact}")
 
     def close(self) -> None:
         self.con.close()
@@ -611,12 +655,12 @@ def _report_from_facts(
     agg = Aggregates()
     _courses(loaded, run, agg)
 
-    if filtered:
+    if filtered or loaded.removed:
         seen = [
             loaded.name("scores", "instrument_id", k)
             for (k,) in run(f"SELECT DISTINCT instrument_id FROM scores_all {in_c}").fetchall()
         ]
-    else:  # every instrument code stands for values that occur (rows are never removed)
+    else:  # every instrument code stands for values that occur (no row was removed)
         seen = list(loaded.codes.get(("scores", "instrument_id"), []))
     agg.instruments_seen = sorted(str(k) for k in seen)
 

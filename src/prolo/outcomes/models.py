@@ -11,7 +11,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Float, Index, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Float,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from prolo.db import Base
@@ -60,3 +68,23 @@ class CourseFollowUp(Base):
     opioid_mme_per_day: Mapped[float | None] = mapped_column(Float)
     opioids: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc, default=list)
     recorded_at: Mapped[dt.datetime] = created_column()
+
+
+class OutcomeChange(Base):
+    """The last change to any registry row of a course: which course, and when in commit
+    order. Written only by database triggers (migration ``8f3a2c1d9e47``) on every table
+    the outcome report reads, so no write path can forget it.
+
+    One row per course, overwritten on each change, so the table never outgrows the
+    number of courses. ``seq`` orders changes: on SQLite a counter (writers are serialized,
+    so it grows in commit order); on PostgreSQL the writing transaction's id, read
+    against the oldest running transaction (``pg_snapshot_xmin``) so that a transaction
+    committing late is never skipped. No foreign key: a deleted course keeps its row, so
+    the deletion reaches the kept facts too. See ``prolo.outcomes.facts``.
+    """
+
+    __tablename__ = "outcome_change"
+    __table_args__ = (Index("ix_outcome_change_seq", "seq"),)
+
+    course_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)

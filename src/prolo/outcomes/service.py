@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import func, inspect, select, text, tuple_
+from sqlalchemy import bindparam, func, inspect, select, text, tuple_
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from prolo.courses.models import Procedure, TreatmentCourse
 from prolo.errors import AccessDenied, Forbidden, ValidationFailed
-from prolo.outcomes import engine
+from prolo.outcomes import engine, facts
 from prolo.outcomes.mme import CONVERSION_FACTORS, OpioidDose, mme_per_day
 from prolo.outcomes.models import CourseFollowUp
 from prolo.outcomes.report import (
@@ -57,9 +58,15 @@ def _table(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.Table:
     return pa.table(arrays, schema=schema)
 
 
-def load_registry(*, session: Session, clinic_id: int | None) -> RegistryTables:
-    """The registry tables for one clinic (or every clinic, for CLI use) from the database."""
+def load_registry(
+    *, session: Session, clinic_id: int | None, course_ids: Sequence[int] | None = None
+) -> RegistryTables:
+    """The registry tables for one clinic (or every clinic, for CLI use) from the database;
+    with ``course_ids``, only those courses' rows (see :mod:`prolo.outcomes.facts`)."""
+    only = list(course_ids) if course_ids is not None else None
     course_filter = [TreatmentCourse.clinic_id == clinic_id] if clinic_id is not None else []
+    if only is not None:
+        course_filter.append(TreatmentCourse.id.in_(only))
     appts: dict[int, int] = dict(
         session.execute(  # type: ignore[arg-type]
             select(Appointment.course_id, func.count())
@@ -68,6 +75,7 @@ def load_registry(*, session: Session, clinic_id: int | None) -> RegistryTables:
                 Appointment.kind == "injection",
                 Appointment.status == "fulfilled",
                 *([Appointment.clinic_id == clinic_id] if clinic_id is not None else []),
+                *([Appointment.course_id.in_(only)] if only is not None else []),
             )
             .group_by(Appointment.course_id)
         ).all()
@@ -80,6 +88,7 @@ def load_registry(*, session: Session, clinic_id: int | None) -> RegistryTables:
                 Procedure.status.in_(("signed", "amended")),
                 Procedure.amends_id.is_(None),
                 *([Procedure.clinic_id == clinic_id] if clinic_id is not None else []),
+                *([Procedure.course_id.in_(only)] if only is not None else []),
             )
             .group_by(Procedure.course_id)
         ).all()
@@ -141,18 +150,23 @@ def load_registry(*, session: Session, clinic_id: int | None) -> RegistryTables:
             CourseFollowUp.pain_medicine_use,
             CourseFollowUp.opioid_use,
             CourseFollowUp.opioid_mme_per_day,
-        ).where(*([CourseFollowUp.clinic_id == clinic_id] if clinic_id is not None else []))
+        ).where(
+            *([CourseFollowUp.clinic_id == clinic_id] if clinic_id is not None else []),
+            *([CourseFollowUp.course_id.in_(only)] if only is not None else []),
+        )
     ).all()
     return RegistryTables(
         courses=_table(courses, COURSE_SCHEMA),
         scores=_table(scores, SCORE_SCHEMA),
         follow_ups=_table(follow_rows, FOLLOW_UP_SCHEMA),
-        flares=_flares(session, clinic_id),
-        adverse_events=_adverse_events(session, clinic_id),
+        flares=_flares(session, clinic_id, only),
+        adverse_events=_adverse_events(session, clinic_id, only),
     )
 
 
-def _flares(session: Session, clinic_id: int | None) -> pa.Table | None:
+def _flares(
+    session: Session, clinic_id: int | None, only: list[int] | None = None
+) -> pa.Table | None:
     """Diary entries per injection session, when the portal's flare diary exists."""
     if not inspect(session.connection()).has_table("flare_diary_entry"):
         return None
@@ -165,11 +179,18 @@ def _flares(session: Session, clinic_id: int | None) -> pa.Table | None:
     if clinic_id is not None:
         sql += " AND e.clinic_id = :clinic"
         params["clinic"] = clinic_id
-    rows = session.execute(text(sql), params).all()
+    statement = text(sql)
+    if only is not None:
+        sql += " AND a.course_id IN :only"
+        params["only"] = only
+        statement = text(sql).bindparams(bindparam("only", expanding=True))
+    rows = session.execute(statement, params).all()
     return _table(rows, FLARE_SCHEMA)
 
 
-def _adverse_events(session: Session, clinic_id: int | None) -> pa.Table | None:
+def _adverse_events(
+    session: Session, clinic_id: int | None, only: list[int] | None = None
+) -> pa.Table | None:
     """Adverse events on signed procedure records (``details["adverse_events"][*]["kind"]``).
 
     A correction is an amendment pointing at the record it corrects; only the newest signed
@@ -181,6 +202,7 @@ def _adverse_events(session: Session, clinic_id: int | None) -> pa.Table | None:
             Procedure.course_id.is_not(None),
             Procedure.status.in_(("signed", "amended")),
             *([Procedure.clinic_id == clinic_id] if clinic_id is not None else []),
+            *([Procedure.course_id.in_(only)] if only is not None else []),
         )
     ).all()
     if not rows:
@@ -230,14 +252,51 @@ def outcome_report(
 
 
 def report_for(
-    *, session: Session, selection: Selection, as_of: dt.date | None = None
+    *,
+    session: Session,
+    selection: Selection,
+    as_of: dt.date | None = None,
+    kept: bool = True,
 ) -> dict[str, Any]:
-    """The report without an access check (CLI and tests; callers audit)."""
+    """The report without an access check (CLI and tests; callers audit).
+
+    With ``kept`` (the application), from this process's kept course facts for the
+    clinic, refreshed first from the database's change log (:mod:`prolo.outcomes.facts`);
+    from the raw rows the caller's transaction sees when that transaction holds registry
+    writes of its own. Without ``kept`` (one-shot commands), from the raw rows. Either
+    way the numbers are those of the current data; ``report["facts"]`` says which path
+    answered and how many courses the refresh brought up to date.
+    """
     when = as_of or dt.datetime.now(dt.UTC).date()
-    tables = load_registry(session=session, clinic_id=selection.clinic_id)
     rules = instrument_rules()
-    agg = engine.compute(tables, selection, as_of=when, rules=rules)
+    agg, source = None, {"source": "raw rows", "refreshed_courses": 0, "refresh_seconds": 0.0}
+    if kept:
+        bind = session.get_bind()
+        db = bind if isinstance(bind, Engine) else bind.engine
+        seen = facts.probe(session)
+        registry = facts.kept_registry(db, selection.clinic_id, rules)
+        with registry.lock:
+            refresh = registry.refresh(db)
+            source = {
+                "source": "raw rows (this transaction holds unsaved registry changes)",
+                "refreshed_courses": refresh.courses,
+                "refresh_seconds": round(refresh.seconds, 3),
+                "full_load": refresh.full,
+            }
+            if registry.serves(seen):
+                # The kept registry holds only this clinic: no clinic filter to apply.
+                agg = engine.compute(
+                    facts.tables_of(registry),
+                    replace(selection, clinic_id=None),
+                    as_of=when,
+                    rules=rules,
+                )
+                source["source"] = "kept course facts, refreshed from the database just now"
+    if agg is None:
+        tables = load_registry(session=session, clinic_id=selection.clinic_id)
+        agg = engine.compute(tables, selection, as_of=when, rules=rules)
     report = build_report(agg, selection=selection, as_of=when, rules=rules)
+    report["facts"] = source
     report["evidence"] = evidence_beside(report, selection)
     return report
 
