@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prolo import ui
-from prolo.db import create_db_engine, make_sessionmaker
+from prolo.db import create_db_engine, make_sessionmaker, make_writer_sessionmaker
 from prolo.errors import AccessDenied, AppError, NotFound, Unauthenticated, ValidationFailed
 from prolo.middleware import SecurityHeaders
 from prolo.security import audit
@@ -140,7 +140,13 @@ def create_app(settings: Settings | None = None, *, session_factory: Any = None)
     if session_factory is None:
         engine = create_db_engine(settings)
         session_factory = make_sessionmaker(engine)
+        request_factory = make_writer_sessionmaker(engine)
+    else:
+        request_factory = session_factory
     app.state.sessionmaker = session_factory
+    # Requests write (at least their audit entry), so their transactions begin as
+    # writers; see prolo.db.make_writer_sessionmaker.
+    app.state.request_sessionmaker = request_factory
     app.state.login_throttle = LoginThrottle()
     ui.TEMPLATES.env.globals["clinic_tz"] = settings.tz
 

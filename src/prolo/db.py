@@ -9,6 +9,7 @@ power cut, and a busy timeout so concurrent writers wait instead of failing.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +20,10 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from prolo.errors import TooManyRequests
 from prolo.settings import Settings
+
+_HOLDS_WRITER = "prolo_holds_sqlite_writer"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -109,10 +113,34 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
             cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
             cur.close()
 
+        # Writers of this engine queue on a lock in this process before BEGIN
+        # IMMEDIATE: SQLite's own busy handler polls with sleeps of up to 100 ms,
+        # which made concurrent requests' latency jump; the lock hands over at once.
+        # Other processes still meet in the busy handler. A plain Lock, not an RLock:
+        # a request's transaction may begin in one worker thread and commit in another.
+        writer = threading.Lock()
+        wait_s = max(busy_ms / 1000, 0.001)
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            if mode != "IMMEDIATE":
+                conn.exec_driver_sql(f"BEGIN {mode}")
+                return
+            if not writer.acquire(timeout=wait_s):
+                raise TooManyRequests("the database is busy; try again shortly")
+            conn.info[_HOLDS_WRITER] = True
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                _release_writer(conn)
+                raise
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _release_writer(conn: Any) -> None:
+            if conn.info.pop(_HOLDS_WRITER, False):
+                writer.release()
 
         return engine
     engine = create_engine(url, pool_pre_ping=True, **kwargs)
@@ -134,6 +162,31 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after the caller's commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def make_writer_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose transactions hold the write lock from their first statement.
+
+    For units of work that will write, such as web requests (every request that
+    reads health information writes its audit entry). On SQLite a transaction that
+    began as a reader and later writes fails at once, without waiting, when another
+    connection committed in between; beginning with ``BEGIN IMMEDIATE`` makes it
+    queue instead. On PostgreSQL this is the ordinary sessionmaker.
+    """
+    if engine.dialect.name == "sqlite":
+        return make_sessionmaker(engine.execution_options(sqlite_begin="IMMEDIATE"))
+    return make_sessionmaker(engine)
+
+
+def holds_write_lock(session: Session) -> bool:
+    """Whether the session's transactions begin with the write lock (see above).
+
+    Always True on PostgreSQL, where no such lock is needed.
+    """
+    bind = session.get_bind()
+    return bind.dialect.name != "sqlite" or (
+        bind.get_execution_options().get("sqlite_begin") == "IMMEDIATE"
+    )
 
 
 @contextmanager

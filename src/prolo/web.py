@@ -33,7 +33,7 @@ ROLE_NAMES = ("admin", "clinician", "front_desk", "patient", "researcher")
 
 
 def _unit_of_work(request: Request) -> Iterator[Session]:
-    factory = request.app.state.sessionmaker
+    factory = request.app.state.request_sessionmaker
     with factory() as session, session.begin():
         yield session
 

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from prolo.clinic.models import Clinic, Practitioner, Room
 from prolo.courses import service as courses_service
 from prolo.courses.models import TreatmentCourse
-from prolo.db import utcnow
+from prolo.db import holds_write_lock, utcnow
 from prolo.errors import AccessDenied, Conflict, Forbidden, ValidationFailed
 from prolo.patients import service as patients_service
 from prolo.patients.models import Patient
@@ -802,7 +802,7 @@ def take_write_lock(session: Session) -> None:
     against every other writer. A no-op on PostgreSQL, where the exclusion constraints
     arbitrate.
     """
-    if session.get_bind().dialect.name == "sqlite":
+    if not holds_write_lock(session):  # a request's session already begins so
         session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
 
 

@@ -1,0 +1,121 @@
+"""SQLite write transactions: requests begin as writers and queue instead of failing.
+
+Every request that reads health information writes its audit entry, so a request's
+transaction is a writer. On SQLite a transaction that begins as a reader and writes
+after another connection committed fails at once ("database is locked"), without
+waiting; these tests show that failure and that request sessions avoid it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from prolo.app import create_app
+from prolo.db import create_db_engine, make_sessionmaker, make_writer_sessionmaker, unit_of_work
+from prolo.migrate import upgrade
+from prolo.settings import Settings
+from tests.factories import make_clinic, make_patient, make_user, token_for
+
+
+@pytest.fixture
+def file_settings(tmp_path: Path) -> Settings:
+    return Settings(env="test", database_url=f"sqlite:///{tmp_path / 'w.db'}")
+
+
+@pytest.fixture
+def file_engine(file_settings: Settings) -> Iterator[Engine]:
+    engine = create_db_engine(file_settings)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE counter (n INTEGER)"))
+        conn.execute(text("INSERT INTO counter VALUES (0)"))
+    yield engine
+    engine.dispose()
+
+
+def _bump(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE counter SET n = n + 1"))
+
+
+def test_reader_that_writes_after_another_commit_fails_without_the_writer_lock(
+    file_engine: Engine,
+) -> None:
+    factory = make_sessionmaker(file_engine)
+    with pytest.raises(OperationalError, match="locked"), unit_of_work(factory) as session:
+        session.execute(text("SELECT n FROM counter")).scalar_one()  # a reader now
+        _bump(file_engine)  # another connection commits meanwhile
+        session.execute(text("UPDATE counter SET n = n + 10"))  # cannot upgrade
+
+
+def test_writer_sessions_queue_and_both_writes_land(file_engine: Engine) -> None:
+    factory = make_writer_sessionmaker(file_engine)
+    other_started = threading.Event()
+    with unit_of_work(factory) as session:
+        before = session.execute(text("SELECT n FROM counter")).scalar_one()
+
+        def other() -> None:
+            other_started.set()
+            with unit_of_work(factory) as second:
+                second.execute(text("UPDATE counter SET n = n + 1"))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        other_started.wait(5)
+        session.execute(text("UPDATE counter SET n = n + 10"))
+    thread.join(10)
+    assert not thread.is_alive()
+    with file_engine.connect() as conn:
+        assert conn.execute(text("SELECT n FROM counter")).scalar_one() == before + 11
+
+
+def test_concurrent_audited_reads_and_writes_over_http_all_succeed(
+    file_settings: Settings,
+) -> None:
+    engine = create_db_engine(file_settings)
+    upgrade(engine)
+    with unit_of_work(make_sessionmaker(engine)) as session:
+        clinic = make_clinic(session)
+        patients = [make_patient(session, clinic) for _ in range(4)]
+        auth = [
+            token_for(session, make_user(session, clinic, "patient", patient=p)) for p in patients
+        ]
+        ids = [p.id for p in patients]
+    engine.dispose()
+    config = uvicorn.Config(create_app(file_settings), port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    body = {"instrument_id": "pain-nrs", "answers": {"pain-nrs": 4}}
+
+    def client(k: int) -> list[int]:
+        statuses = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth[k % 4]) as http:
+            for n in range(12):
+                pid = ids[k % 4]
+                if n % 2:
+                    r = http.post(f"/api/patients/{pid}/responses", json=body)
+                else:
+                    r = http.get(f"/api/patients/{pid}/responses")
+                statuses.append(r.status_code)
+        return statuses
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            statuses = [s for batch in pool.map(client, range(8)) for s in batch]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert len(statuses) == 96
+    assert set(statuses) <= {200, 201}, sorted(set(statuses))
