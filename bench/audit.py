@@ -1,6 +1,6 @@
 """Benchmark: audit appends against a plain INSERT, and verifying a ten-million-entry log.
 
-Run: .venv/bin/python bench/audit.py [--entries 50000 --per-transaction 100
+Run: .venv/bin/python bench/audit.py [--entries 50000 --per-transaction 100,2
      --verify-entries 10000000 --dir /tmp/prolo-bench --postgres URL --threads 8]
 
 Appends, on a scratch SQLite file (and on PostgreSQL with --postgres, a scratch database
@@ -8,7 +8,8 @@ that is dropped and recreated), the same rows three ways in the same run:
 
   plain INSERT   the row without the chain, through the same session and transactions:
                  the baseline
-  record()       prolo.security.audit.record, the chained append
+  record()       prolo.security.audit.record, the chained append (entries are written
+                 together just before the transaction commits)
   record() v0    the implementation it replaced (ORM object and flush; on PostgreSQL a
                  transaction-scoped advisory lock and ORDER BY id DESC LIMIT 1)
 
@@ -321,7 +322,11 @@ def bench_verify(path: Path, entries: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=50_000)
-    parser.add_argument("--per-transaction", type=int, default=100)
+    parser.add_argument(
+        "--per-transaction",
+        default="100,2",
+        help="entries per transaction, comma-separated runs (requests record 1-3)",
+    )
     parser.add_argument("--verify-entries", type=int, default=10_000_000)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "prolo-bench")
     parser.add_argument("--postgres", help="server URL; a scratch database prolo_bench_audit")
@@ -335,12 +340,13 @@ def main() -> None:
         scratch = args.dir / "audit-appends.db"
         for suffix in ("", "-wal", "-shm"):
             Path(f"{scratch}{suffix}").unlink(missing_ok=True)
-        bench_appends(
-            f"sqlite:///{scratch}", entries=args.entries, per_transaction=args.per_transaction
-        )
+        sizes = [int(n) for n in str(args.per_transaction).split(",")]
+        for size in sizes:
+            bench_appends(f"sqlite:///{scratch}", entries=args.entries, per_transaction=size)
         if args.postgres:
             pg = fresh_postgres(args.postgres, "prolo_bench_audit")
-            bench_appends(pg, entries=args.entries, per_transaction=args.per_transaction)
+            for size in sizes:
+                bench_appends(pg, entries=args.entries, per_transaction=size)
             bench_concurrency(pg, threads=args.threads, per_thread=max(1, args.entries // 100))
     if not args.skip_verify:
         bench_verify(args.dir / f"audit-verify-{args.verify_entries}.db", args.verify_entries)

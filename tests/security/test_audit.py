@@ -12,7 +12,7 @@ ACTOR = audit.Actor(user_id=1, role="clinician", clinic_id=1, source_ip="127.0.0
 
 
 def _write(session: Session, n: int) -> list[AuditEvent]:
-    return [
+    entries = [
         audit.record(
             session,
             ACTOR,
@@ -24,6 +24,8 @@ def _write(session: Session, n: int) -> list[AuditEvent]:
         )
         for i in range(n)
     ]
+    audit.flush_pending(session)  # written now, so their ids are known
+    return entries
 
 
 def test_an_intact_chain_verifies(session: Session) -> None:
@@ -54,6 +56,7 @@ def test_a_removed_entry_is_named(session: Session) -> None:
 def test_a_rehashed_forgery_still_breaks_the_next_link(session: Session) -> None:
     entries = _write(session, 4)
     forged = entries[1]
+    session.add(forged)  # the returned entries are detached
     forged.user_id = 42
     forged.hash = audit.entry_hash(forged.prev_hash, forged)
     session.flush()

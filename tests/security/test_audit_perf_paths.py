@@ -32,10 +32,12 @@ def _append(session: Session, n: int, **fields: object) -> list[AuditEvent]:
         "entity_type": "Patient",
     }
     values.update(fields)
-    return [
+    entries = [
         audit.record(session, ACTOR, entity_id=i, patient_id=i, **values)  # type: ignore[arg-type]
         for i in range(n)
     ]
+    audit.flush_pending(session)  # written now, so their ids are known
+    return entries
 
 
 def _verify(session: Session) -> tuple[int, audit.ChainBreak | None]:
@@ -44,12 +46,28 @@ def _verify(session: Session) -> tuple[int, audit.ChainBreak | None]:
 
 def test_the_returned_entry_is_the_stored_row(session: Session) -> None:
     entry = _append(session, 1)[0]
-    assert session.get(AuditEvent, entry.id) is entry
-    stored = session.execute(
-        select(AuditEvent.hash, AuditEvent.recorded_at).where(AuditEvent.id == entry.id)
-    ).one()
-    assert stored.hash == entry.hash == audit.entry_hash(entry.prev_hash, entry)
-    assert stored.recorded_at == entry.recorded_at
+    stored = session.get(AuditEvent, entry.id)
+    assert stored is not None and stored is not entry  # returned detached, loaded anew
+    columns = [c.key for c in AuditEvent.__table__.columns]
+    assert [getattr(stored, c) for c in columns] == [getattr(entry, c) for c in columns]
+    assert stored.hash == audit.entry_hash(entry.prev_hash, entry)
+
+
+def test_entries_are_written_at_the_latest_when_the_audit_tables_are_read(
+    session: Session,
+) -> None:
+    entry = audit.record(session, ACTOR, action="R", event="patient.read", entity_type="Patient")
+    assert entry.id is None  # pending: not written yet
+    newest = session.scalar(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1))
+    assert newest is not None and entry.id == newest.id and entry.hash == newest.hash
+
+
+def test_an_invalid_entry_is_refused_when_recorded_not_at_commit(session: Session) -> None:
+    with pytest.raises(ValueError, match="not a valid audit entry"):
+        audit.record(session, ACTOR, action="X", event="patient.read", entity_type="Patient")
+    with pytest.raises(ValueError, match="not a valid audit entry"):
+        audit.record(session, ACTOR, action="R", event="e" * 61, entity_type="Patient")
+    assert audit.verify_database(session) == (0, None)
 
 
 def test_the_lane_head_follows_each_append(session: Session) -> None:
@@ -116,6 +134,7 @@ def test_sessions_sharing_a_connection_interleave(
 def test_a_whole_second_timestamp_takes_the_exact_check(session: Session) -> None:
     # The SQL-built input writes ".000000" where isoformat() writes nothing.
     entry = _append(session, 1)[0]
+    session.add(entry)  # returned detached
     entry.recorded_at = entry.recorded_at.replace(microsecond=0)
     entry.hash = audit.entry_hash(entry.prev_hash, entry)
     session.execute(

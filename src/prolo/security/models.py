@@ -111,7 +111,9 @@ class AuditEvent(Base):
     source_ip: Mapped[str | None] = mapped_column(String(45))
     detail: Mapped[str | None] = mapped_column(String(300))  # never health information
     prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Not unique-indexed: the primary key and the lane heads keep an entry from being
+    # appended twice, and a random-order index on it was most of an append's cost.
+    hash: Mapped[str] = mapped_column(String(64))
     # Which chain (lane) the entry extends, and the id of the entry before it there.
     # Concurrent transactions append to different lanes, so none waits for another's
     # commit; an entry written before lanes existed has lane 1 and no prev_id.
