@@ -6,18 +6,23 @@ outcome report with the project's engine (DuckDB, :mod:`prolo.outcomes.engine`) 
 with the straightforward pandas version (:mod:`prolo.outcomes.baseline_pandas`) in the
 same run, asserts that both give the same numbers, and prints both times and the ratio.
 
-Two engine figures, both checked against pandas:
+Engine figures, each checked against pandas:
 
 - **from raw rows**: the report as ``prolo report --snapshot`` computes it, grouping the
   raw scores, diaries and follow-ups by course on every report;
-- **from kept course facts**: a long-lived registry keeps each course's facts (baseline
-  and follow-up means, first response, flare sessions, surgery status) and brings them up
-  to date as rows arrive. The run holds back a share of the rows, keeps facts for the rest
-  (timed: the full build), ingests the held-back rows in batches (timed: the maintenance
-  cost), and then times the report.
+- **as served**: what the pages and the API run, ``service.report_for`` on this process's
+  kept course facts (:mod:`prolo.outcomes.facts`). Rows arrive in batches in a real,
+  migrated SQLite database (new patients written by the demo generator through the
+  application's tables and change-log triggers, plus edits); each timed report probes
+  the change log, reloads the touched courses from the database, recomputes their facts
+  and reports from the kept facts. The kept registry starts from the generated million
+  courses (``KeptRegistry.seed``), as if loaded from the database when its change log was
+  empty: writing a million patients through the application takes hours. Also timed:
+  a served report with nothing new, and pandas on the final data (registry plus every
+  arrived row), against which the served reports are checked.
 
     python bench/analytics.py                 # 1,000,000 patients
-    python bench/analytics.py --patients 200000 --runs 3
+    python bench/analytics.py --patients 200000 --runs 3 --batch-patients 200
 
 Targets (issue 6): the engine at least 20 times faster than pandas and the full report
 under 2 seconds on two cores. Loading the snapshot (Parquet to Arrow, Arrow to pandas,
@@ -41,9 +46,20 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session
 
-from prolo.outcomes import baseline_pandas, engine
+from prolo.courses.models import TreatmentCourse
+from prolo.db import create_db_engine
+from prolo.migrate import upgrade
+from prolo.outcomes import baseline_pandas, engine, facts, service
 from prolo.outcomes.report import (
+    ADVERSE_EVENT_SCHEMA,
+    COURSE_SCHEMA,
+    FLARE_SCHEMA,
+    FOLLOW_UP_SCHEMA,
+    SCORE_SCHEMA,
     Aggregates,
     RegistryTables,
     Selection,
@@ -51,9 +67,18 @@ from prolo.outcomes.report import (
     compare_aggregates,
     instrument_rules,
 )
-from prolo.synth import registry_tables
+from prolo.portal.models import FlareDiaryEntry, Score
+from prolo.settings import Settings
+from prolo.synth import SynthConfig, generate, registry_tables
 
 AS_OF = dt.date(2026, 6, 1)
+SCHEMAS = {
+    "courses": COURSE_SCHEMA,
+    "scores": SCORE_SCHEMA,
+    "follow_ups": FOLLOW_UP_SCHEMA,
+    "flares": FLARE_SCHEMA,
+    "adverse_events": ADVERSE_EVENT_SCHEMA,
+}
 
 
 def _load() -> str:
@@ -87,56 +112,166 @@ def _summary(name: str, walls: list[float], cpus: list[float], loads: list[float
     )
 
 
-def _split(tables: RegistryTables, share: float, seed: int) -> tuple[RegistryTables, list[Any]]:
-    """Hold back ``share`` of the scores, follow-ups and diary days as rows still to
-    arrive; the held-back rows come back shuffled, one list per table."""
-    rng = np.random.default_rng(seed)
-    kept: dict[str, pa.Table | None] = {}
-    later: list[Any] = []
-    for name in ("scores", "follow_ups", "flares"):
+OFFSET = 10_000_000  # registry ids are moved above the database's own (which start at 1)
+
+
+def _offset(tables: RegistryTables, by: int) -> RegistryTables:
+    """The registry with every id moved up by ``by``, and plain (not dictionary) text
+    columns, so that it can be put beside rows read from the database."""
+    ids = {
+        "courses": ("course_id", "clinic_id", "patient_id", "practitioner_id"),
+        "scores": ("course_id",),
+        "follow_ups": ("course_id",),
+        "flares": ("course_id", "session_id"),
+        "adverse_events": ("course_id",),
+    }
+    out: dict[str, pa.Table | None] = {}
+    for name, schema in SCHEMAS.items():
         table = getattr(tables, name)
         if table is None:
-            kept[name] = None
-            later.append(None)
+            out[name] = None
             continue
-        held = rng.random(table.num_rows) < share
-        kept[name] = table.filter(pa.array(~held))
-        rows = np.flatnonzero(held)
-        later.append(table.take(pa.array(rng.permutation(rows))))
-    first = RegistryTables(
-        courses=tables.courses,
-        scores=kept["scores"],
-        follow_ups=kept["follow_ups"],
-        flares=kept["flares"],
-        adverse_events=tables.adverse_events,
-    )
-    return first, later
+        table = table.cast(schema)
+        for column in ids[name]:
+            at = table.schema.get_field_index(column)
+            table = table.set_column(at, column, pc.add(table.column(column), by))
+        out[name] = table
+    return RegistryTables(**out)
 
 
-def _batches(later: list[Any], courses: pa.Table, sizes: list[int]) -> list[RegistryTables]:
-    """Cut the held-back rows into batches whose score counts are ``sizes`` (the other
-    tables in proportion)."""
-    scores, follow_ups, flares = later
-    total = scores.num_rows
-    out, start = [], 0
-    for size in sizes:
-        end = min(total, start + size)
+def _union(a: RegistryTables, b: RegistryTables) -> RegistryTables:
+    """Both registries' rows together (their ids never meet)."""
+    out: dict[str, pa.Table | None] = {}
+    for name, schema in SCHEMAS.items():
+        parts = [t.cast(schema) for t in (getattr(a, name), getattr(b, name)) if t is not None]
+        out[name] = pa.concat_tables(parts) if parts else None
+    return RegistryTables(**out)
 
-        def part(table: pa.Table | None, a: int = start, b: int = end) -> pa.Table | None:
-            if table is None:
-                return None
-            lo, hi = table.num_rows * a // total, table.num_rows * b // total
-            return table.slice(lo, hi - lo)
 
-        out.append(
-            RegistryTables(
-                courses=courses.slice(0, 0),
-                scores=scores.slice(start, end - start),
-                follow_ups=part(follow_ups),
-                flares=part(flares),
-            )
+def _arrive(bind: Engine, batch: int, patients: int) -> None:
+    """A batch of rows arriving in the application database, committed: ``patients`` new
+    patients written by the demo generator (courses, appointments, questionnaires with
+    scores, follow-up records, diaries), and from the second batch on, edits to earlier
+    rows (a course stopped, a score corrected, a diary day removed)."""
+    with Session(bind) as session, session.begin():
+        generate(
+            session,
+            SynthConfig(
+                patients=patients,
+                seed=100 + batch,
+                today=AS_OF,
+                calendar=False,
+                clinic_name=f"Arriving clinic {batch}",
+            ),
         )
-        start = end
+        if batch:
+            active = session.scalar(
+                select(TreatmentCourse.id)
+                .where(TreatmentCourse.status == "active")
+                .order_by(TreatmentCourse.id)
+            )
+            if active is not None:
+                session.execute(
+                    update(TreatmentCourse)
+                    .where(TreatmentCourse.id == active)
+                    .values(status="stopped", stop_reason="patient_choice", ended_on=AS_OF)
+                )
+            session.execute(
+                update(Score)
+                .where(Score.id == select(func.min(Score.id)).scalar_subquery())
+                .values(value=func.min(Score.value + 1, 10))
+            )
+            session.execute(
+                delete(FlareDiaryEntry).where(
+                    FlareDiaryEntry.id == select(func.max(FlareDiaryEntry.id)).scalar_subquery()
+                )
+            )
+
+
+def _served(
+    args: argparse.Namespace,
+    tables: RegistryTables,
+    rules: dict[str, Any],
+    selection: Selection,
+) -> dict[str, Any]:
+    """Time ``service.report_for`` (what the pages and the API call) on a kept registry.
+
+    A million-course registry cannot be written through the application in a benchmark
+    run (``prolo synth`` writes about 100 patients a second), so the kept registry starts
+    from the generated one (with its ids moved above the database's), as if loaded from
+    the database when the change log was empty. The database is a real, migrated SQLite
+    file: rows arrive there through the application's tables and triggers, and each
+    timed report probes the change log, reloads the touched courses from the database,
+    recomputes their facts and reports from the kept facts. The final report is checked
+    against pandas on the union of the registry and every arrived row.
+    """
+    with tempfile.TemporaryDirectory(prefix="prolo-bench-db-") as folder:
+        bind = create_db_engine(
+            Settings(env="test", database_url=f"sqlite:///{Path(folder) / 'served.db'}")
+        )
+        upgrade(bind)
+        facts.reset()
+        big = _offset(tables, OFFSET)
+        kept = facts.kept_registry(bind, None, rules)
+        t0, c0 = time.perf_counter(), time.process_time()
+        with kept.lock:
+            kept.seed(big, watermark=None)
+        print(
+            f"kept course facts: registry copied into DuckDB and facts kept for "
+            f"{big.courses.num_rows:,} courses in {time.perf_counter() - t0:.2f} s wall, "
+            f"{time.process_time() - c0:.2f} s CPU, {_load()}"
+        )
+        out: dict[str, Any] = {
+            "walls": [],
+            "cpus": [],
+            "loads": [],
+            "courses": [],
+            "refresh": [],
+        }
+        report: dict[str, Any] = {}
+
+        def serve() -> dict[str, Any]:
+            with Session(bind) as session:
+                return service.report_for(session=session, selection=selection, as_of=AS_OF)
+
+        for batch in range(args.served_runs):
+            _arrive(bind, batch, args.batch_patients)
+            gc.collect()
+            t0, c0 = time.perf_counter(), time.process_time()
+            report = serve()
+            out["walls"].append(time.perf_counter() - t0)
+            out["cpus"].append(time.process_time() - c0)
+            out["loads"].append(os.getloadavg()[0])
+            out["courses"].append(report["facts"]["refreshed_courses"])
+            out["refresh"].append(report["facts"]["refresh_seconds"])
+            assert report["facts"]["source"].startswith("kept"), report["facts"]
+            assert not report["facts"]["full_load"]
+        idle, idle_walls, idle_cpus, idle_loads = _timed(args.runs, serve)
+        assert idle["facts"]["refreshed_courses"] == 0
+        out["idle"] = (idle_walls, idle_cpus, idle_loads)
+        t0 = time.perf_counter()
+        with Session(bind) as session:
+            arrived = service.load_registry(session=session, clinic_id=None)
+        out["db_load"] = time.perf_counter() - t0
+        out["db_courses"] = arrived.courses.num_rows
+        facts.reset()
+        bind.dispose()
+    final = _union(big, arrived)
+    del big
+    gc.collect()
+    frames = baseline_pandas.frames(final)
+    (slow, report_slow), walls, cpus, loads = _timed(
+        1,
+        lambda: (
+            agg := baseline_pandas.compute(frames, selection, as_of=AS_OF, rules=rules),
+            build_report(agg, selection=selection, as_of=AS_OF, rules=rules),
+        ),
+    )
+    for r in (report, idle):
+        r.pop("facts")
+        r.pop("evidence")
+        assert r == report_slow, "the report as served differs from pandas"
+    out["pandas"] = (walls[0], cpus[0], loads[0], report_slow)
     return out
 
 
@@ -148,9 +283,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all)")
     parser.add_argument("--trace", action="store_true", help="print the slowest engine queries")
     parser.add_argument(
-        "--held-back", type=float, default=0.01, help="share of rows that arrive later"
+        "--batch-patients", type=int, default=200, help="new patients per arriving batch"
     )
-    parser.add_argument("--batch", type=int, default=10_000, help="scores per ingested batch")
+    parser.add_argument(
+        "--served-runs", type=int, default=3, help="arriving batches, one served report each"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="prolo-bench-") as folder:
@@ -233,54 +370,44 @@ def main() -> None:
         f"{t_direct:.2f} s wall, {c_direct:.2f} s CPU, {l_direct}"
     )
 
-    # Kept course facts, maintained as rows arrive.
-    first, later = _split(tables, args.held_back, args.seed)
-    n_later = later[0].num_rows
-    sizes = [100] + [args.batch] * ((n_later - 100) // args.batch + 1)
-    batches = [b for b in _batches(later, tables.courses, sizes) if b.scores.num_rows]
-    kept = engine.load(first, threads=args.threads)
-    t0, c0 = time.perf_counter(), time.process_time()
-    kept.keep_facts(rules)
-    t_facts, c_facts = time.perf_counter() - t0, time.process_time() - c0
+    # The report as the application serves it: kept course facts, refreshed from the
+    # database's change log before the report.
+    served = _served(args, tables, rules, selection)
+    t_final, c_final, l_final, report_final = served.pop("pandas")
     print(
-        f"kept course facts: built for {first.courses.num_rows:,} courses in {t_facts:.2f} s "
-        f"wall, {c_facts:.2f} s CPU, {_load()}"
+        f"pandas baseline on the final data (registry + arrived rows): {t_final:.3f} s wall, "
+        f"{c_final:.2f} s CPU, load average {l_final:.2f}"
     )
-    ingest_walls = []
-    t0, c0 = time.perf_counter(), time.process_time()
-    for batch in batches:
-        b0 = time.perf_counter()
-        kept.ingest(batch)
-        ingest_walls.append(time.perf_counter() - b0)
-    t_ingest, c_ingest = time.perf_counter() - t0, time.process_time() - c0
-    n_rows = sum(
-        b.scores.num_rows
-        + b.follow_ups.num_rows
-        + (b.flares.num_rows if b.flares is not None else 0)
-        for b in batches
+    walls, cpus, loads = served["walls"], served["cpus"], served["loads"]
+    print(
+        _summary(
+            f"report as served after a batch of arriving rows ({args.batch_patients} new "
+            "patients each, plus edits)",
+            walls,
+            cpus,
+            loads,
+        )
     )
     print(
-        f"  maintenance: {n_rows:,} arriving rows ({n_later:,} scores, the rest follow-ups and "
-        f"diary days) in {len(batches)} batches took {t_ingest:.2f} s wall, {c_ingest:.2f} s "
-        f"CPU: {ingest_walls[0]:.3f} s for a batch of 100 scores, median "
-        f"{statistics.median(ingest_walls[1:] or ingest_walls):.3f} s for a batch of "
-        f"{args.batch:,} ({1e6 * t_ingest / max(1, n_rows):.0f} us per row); {_load()}"
+        f"  ratio: {t_final / min(walls):.1f}x wall (best), "
+        f"{t_final / statistics.median(walls):.1f}x wall (median), "
+        f"{c_final / cpus[int(np.argmin(walls))]:.1f}x CPU; same numbers: yes"
     )
-
-    def kept_report() -> tuple[Aggregates, dict[str, Any]]:
-        agg = engine.compute(kept, selection, as_of=AS_OF, rules=rules)
-        return agg, build_report(agg, selection=selection, as_of=AS_OF, rules=rules)
-
-    (kept_agg, report_kept), kept_walls, kept_cpus, kept_loads = _timed(args.runs, kept_report)
-    kept.close()
-    problems = compare_aggregates(kept_agg, slow)
-    assert problems == [], "kept facts disagree with pandas:\n" + "\n".join(problems[:20])
-    assert report_kept == report_slow, "the final reports differ"
-    print(_summary("engine from kept course facts", kept_walls, kept_cpus, kept_loads))
     print(
-        f"  ratio: {t_pandas / min(kept_walls):.1f}x wall, "
-        f"{pd_cpus[0] / kept_cpus[int(np.argmin(kept_walls))]:.1f}x CPU; same numbers: yes"
+        "  of which the refresh (change log, the touched courses' rows from the database, "
+        "their facts): "
+        + ", ".join(
+            f"{n:,} courses in {t:.3f} s"
+            for n, t in zip(served["courses"], served["refresh"], strict=True)
+        )
     )
+    print(_summary("report as served, nothing new since the last", *served["idle"]))
+    print(f"  ratio: {t_final / min(served['idle'][0]):.1f}x wall")
+    print(
+        f"  first full load from the database ({served['db_courses']:,} courses, the arrived "
+        f"ones): {served['db_load']:.2f} s"
+    )
+    assert report_final is not None
     print(_rss())
     if args.trace:
         print("slowest engine queries (raw rows, last run):")

@@ -267,34 +267,60 @@ class LoadedRegistry:
             "CREATE OR REPLACE TEMP TABLE touched AS SELECT DISTINCT course_id FROM touched_in"
         )
         con.unregister("touched_in")
+        # Only courses already held have rows to delete; new courses (most of a batch of
+        # new patients) skip the scans. The id range lets DuckDB skip row groups.
+        low, high, n_known = con.execute(
+            "SELECT min(course_id), max(course_id), count(*) FROM courses_all "
+            "WHERE course_id IN (FROM touched)"
+        ).fetchone() or (None, None, 0)
         for name in ("courses", "scores", "follow_ups", "flares", "adverse_events"):
             table = getattr(tables, name)
             exists = con.execute(
                 "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [f"{name}_all"]
             ).fetchone()
-            if exists and exists[0]:
+            if exists and exists[0] and n_known:
                 deleted = con.execute(
-                    f"DELETE FROM {name}_all WHERE course_id IN (FROM touched)"
+                    f"DELETE FROM {name}_all WHERE course_id BETWEEN ? AND ? "
+                    "AND course_id IN (FROM touched)",
+                    [low, high],
                 ).fetchone()
                 self.removed = self.removed or bool(deleted and deleted[0])
+            if name != "courses" and exists and exists[0]:
+                # The touched courses' complete rows: their facts are computed from
+                # these, not from a scan of the whole table.
+                con.execute(f"CREATE OR REPLACE TEMP TABLE scope_{name} AS FROM {name}_all LIMIT 0")
             if table is None or not table.num_rows:
                 continue
             if not exists or not exists[0]:
                 self._create(name, table)
                 self.has_flares = self.has_flares or name == "flares"
                 self.has_adverse_events = self.has_adverse_events or name == "adverse_events"
+                if name != "courses":
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE scope_{name} AS FROM {name}_all")
                 continue
             con.register("arrow_in", self._coded(name, table))
             con.execute(f"INSERT INTO {name}_all SELECT * FROM arrow_in")
+            if name != "courses":
+                con.execute(f"INSERT INTO scope_{name} SELECT * FROM arrow_in")
             con.unregister("arrow_in")
-        self._refresh_touched_facts()
+        self._refresh_touched_facts(prepared=True)
 
-    def _refresh_touched_facts(self) -> None:
-        """Recompute the kept facts of the courses in temp table ``touched``."""
+    def _refresh_touched_facts(self, *, prepared: bool = False) -> None:
+        """Recompute the kept facts of the courses in temp table ``touched`` (from the
+        ``scope_*`` tables when ``prepared``: their complete rows)."""
         if self.facts is None:
+            _drop_work_tables(_plain(self.con))
             return
         with _runner(self.con) as run:
-            _course_facts(self, run, scope="touched", key=self.facts, prefix="new_", keep=True)
+            _course_facts(
+                self,
+                run,
+                scope="touched",
+                key=self.facts,
+                prefix="new_",
+                keep=True,
+                prepared=prepared,
+            )
             for fact in _FACT_TABLES:
                 run(f"DELETE FROM kept_{fact} WHERE course_id IN (FROM touched)")
                 run(f"INSERT INTO kept_{fact} SELECT * FROM new_{fact}")
@@ -376,6 +402,7 @@ def _course_facts(
     key: _FactKey,
     prefix: str,
     keep: bool,
+    prepared: bool = False,
 ) -> dict[str, str]:
     """Per-course facts for the courses listed in table ``scope`` (None: every course).
 
@@ -409,10 +436,11 @@ def _course_facts(
     courses = "courses_all"
     if scope:
         for name in ("scores", "follow_ups") + (("flares",) if loaded.has_flares else ()):
-            run(
-                f"CREATE OR REPLACE TEMP TABLE scope_{name} AS SELECT * FROM {name}_all "
-                f"WHERE course_id IN (SELECT course_id FROM {scope})"
-            )
+            if not prepared:  # else the caller made them (LoadedRegistry.replace)
+                run(
+                    f"CREATE OR REPLACE TEMP TABLE scope_{name} AS SELECT * FROM {name}_all "
+                    f"WHERE course_id IN (SELECT course_id FROM {scope})"
+                )
             source[name] = f"scope_{name}"
         courses = (
             scope if scope == "c" else f"(FROM courses_all SEMI JOIN {scope} USING (course_id))"
@@ -553,8 +581,18 @@ def _course_facts(
 
 def _drop_work_tables(run: Run) -> None:
     """Drop the tables one computation of course facts leaves behind."""
-    for name in ("scope_scores", "scope_follow_ups", "scope_flares", "km_first"):
+    for name in (
+        "scope_scores",
+        "scope_follow_ups",
+        "scope_flares",
+        "scope_adverse_events",
+        "km_first",
+    ):
         run(f"DROP TABLE IF EXISTS {name}")
+
+
+def _plain(con: duckdb.DuckDBPyConnection) -> Run:
+    return lambda sql, params=None: con.execute(sql, params)
 
 
 def _double(value: float) -> str:

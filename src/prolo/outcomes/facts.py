@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session
 
 from prolo.outcomes import engine
 from prolo.outcomes.models import OutcomeChange
-from prolo.outcomes.report import InstrumentRule
+from prolo.outcomes.report import InstrumentRule, RegistryTables
 
 __all__ = ["KeptRegistry", "Probe", "Refresh", "kept_registry", "probe", "reset"]
 
@@ -119,6 +119,19 @@ class KeptRegistry:
         self.applied: dict[int, int] = {}
         self.n_courses = 0
         self.committed_max: int | None = None  # the largest seq the last refresh saw
+
+    def seed(self, tables: RegistryTables, *, watermark: int | None) -> float:
+        """Start from registry tables already at hand instead of a first full load from
+        the database; ``watermark`` must be the change-log position they reflect (None:
+        the database's change log was empty). Returns the seconds spent keeping facts.
+        Caller holds :attr:`lock`."""
+        self.close()
+        self.loaded = engine.load(tables)
+        start = time.perf_counter()
+        self.loaded.keep_facts(self.rules)
+        self.n_courses = tables.courses.num_rows
+        self.watermark, self.applied, self.committed_max = watermark, {}, watermark
+        return time.perf_counter() - start
 
     # -- refresh ------------------------------------------------------------------------
     def refresh(self, bind: Engine, *, progress: Any = None) -> Refresh:
