@@ -178,6 +178,8 @@ class SynthesisResult:
             title=self.synthesis.title,
             x_label=self.x_label,
             exp=self.ratio,
+            # Short, so it stays clear of the diamond; the method is named in the text.
+            pooled_label="Pooled (random effects)",
             id_prefix=f"forest-{self.condition_id}-{self.synthesis.id}",
             favours_left=left,
             favours_right=right,
@@ -297,7 +299,7 @@ def trial_effect(study: Study, synthesis: Synthesis) -> TrialEffect:
         yi, vi = sign * d.value, d.se**2
         how = (
             f"printed difference {d.value:g} (95% CI {d.ci_low:g} to {d.ci_high:g}); "
-            f"SE = ({d.ci_high:g} - {d.ci_low:g}) / (2 x 1.96) = {d.se:.3f}{turned}"
+            f"SE = interval width {d.ci_high - d.ci_low:.4g} / (2 x 1.96) = {d.se:.3f}{turned}"
         )
     else:
         ta, ca = cast(ArmSummary, t), cast(ArmSummary, c)
