@@ -365,3 +365,40 @@ def test_the_cli_imports_with_a_summary(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "admin or a clinician" in result.output
     result = runner.invoke(app, ["import-fhir", str(tmp_path / "missing.json")], env=env)
     assert result.exit_code != 0
+
+
+def test_a_resource_twice_in_one_file_is_kept_once_and_a_taken_identifier_is_refused(
+    tmp_path: Path, session: Session, session_factory: sessionmaker[Session]
+) -> None:
+    """Source keys are checked a batch at a time, so a second copy later in the same
+    batch must count as already imported; a kept identifier that another patient of
+    the clinic holds is still refused with the reason, and the file goes on."""
+    clinic = make_clinic(session)
+    principal = principal_for(make_user(session, clinic, "clinician"))
+
+    def patient(rid: str, family: str, ehr_id: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Patient",
+            "id": rid,
+            "identifier": [{"system": "https://ehr.example.org/id", "value": ehr_id}],
+            "name": [{"family": family, "given": ["A"]}],
+            "birthDate": "1980-02-03",
+        }
+
+    rows = [
+        patient("p1", "First", "E-1"),
+        patient("p1", "First", "E-1"),  # the same resource again
+        patient("p2", "Second", "E-1"),  # another resource claiming E-1
+        patient("p3", "Third", "E-3"),
+    ]
+    file = tmp_path / "Patient.ndjson"
+    file.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    report = Importer(session_factory, principal, source="ehr").run(file)
+    assert report.created == {"Patient": 2}
+    assert report.already == {"Patient": 1}
+    assert report.failed == {"Patient": 1}
+    assert any("already belongs to Patient/" in reason for reason in report.reasons)
+    families = session.scalars(
+        select(Patient.family_name).where(Patient.clinic_id == clinic.id)
+    ).all()
+    assert sorted(families) == ["First", "Third"]

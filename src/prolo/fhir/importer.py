@@ -42,7 +42,7 @@ from prolo.fhir.bundle import conditional_resolver
 from prolo.fhir.codes import LOCATION_PHYSICAL_TYPE, URI_IDENTIFIER
 from prolo.fhir.models import ExternalIdentifier
 from prolo.fhir.resources import REGISTRY, WRITE_ORDER
-from prolo.fhir.resources.base import CREATE, Context, Resource
+from prolo.fhir.resources.base import CREATE, Context, Resource, preload_patients
 from prolo.fhir.resources.medication_statement import medication_values
 from prolo.security import audit
 from prolo.security.principal import Principal
@@ -259,6 +259,7 @@ class Importer:
                 )
                 ctx.resolve_conditional = conditional_resolver(ctx)
                 known = self._already_imported(ctx, batch)
+                preload_patients(ctx, self._patients_named(batch))
                 for item in batch:
                     self._import_one(ctx, item, known)
                 if start == 0:
@@ -271,6 +272,20 @@ class Importer:
                         detail=f"{path.name[:200]}: {len(items)} resources",
                     )
             tick(min(1.0, (start + len(batch)) / max(1, len(items))))
+
+    def _patients_named(self, batch: list[_Item]) -> set[int]:
+        """Ids of the patients imported before that the batch's resources refer to."""
+        found: set[int] = set()
+        for item in batch:
+            for key in ("subject", "patient"):
+                reference = item.resource.get(key)
+                if not isinstance(reference, dict):
+                    continue
+                local = self.resolved.get(str(reference.get("reference")), "")
+                kind, _, row_id = local.partition("/")
+                if kind == "Patient" and row_id.isdigit():
+                    found.add(int(row_id))
+        return found
 
     def _already_imported(
         self, ctx: Context, batch: list[_Item]
@@ -348,6 +363,8 @@ class Importer:
             self.report.reasons[f"{kind}: {_reason(exc)}"] += 1
             return
         self._remember(item, f"{created['resourceType']}/{created['id']}")
+        if key is not None:  # a second copy later in the batch is then "already"
+            known[(mapping.type_name, *key)] = int(created["id"])
         self.report.created[kind] += 1
 
     def _remember(self, item: _Item, local: str) -> None:

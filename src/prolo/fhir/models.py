@@ -19,7 +19,6 @@ None of these holds clinical data of its own:
 from __future__ import annotations
 
 import datetime as dt
-from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -31,13 +30,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     event,
+    text,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from prolo.db import Base, utcnow
+from prolo.db import Base, UTCDateTime, utcnow
 from prolo.dbtypes import JsonDoc, created_column, fk, id_column, one_of
 
 EXPORT_LEVELS = ("system", "group", "patient")
@@ -143,21 +142,24 @@ class ExportFile(Base):
     content: Mapped[str] = mapped_column(Text)
 
 
-@cache
-def _upsert_statement(dialect: str) -> Any:
-    """Insert a version row, or bump it; built once per dialect (every write runs it)."""
-    table = cast(Table, ResourceVersion.__table__)
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=[table.c.table_name, table.c.row_id],
-        set_={"version": table.c.version + 1, "last_updated": stmt.excluded.last_updated},
-    )
+# Insert a version row, or bump it. Written as text because SQLAlchemy cannot cache
+# its ON CONFLICT constructs (they would be compiled again on every write); the syntax
+# is the same on SQLite (3.24+) and PostgreSQL, and the binds keep their column types.
+_UPSERT = text(
+    "INSERT INTO fhir_resource_version (table_name, row_id, version, last_updated) "
+    "VALUES (:table_name, :row_id, :version, :last_updated) "
+    "ON CONFLICT (table_name, row_id) DO UPDATE "
+    "SET version = fhir_resource_version.version + 1, last_updated = excluded.last_updated"
+).bindparams(
+    bindparam("table_name", type_=String(40)),
+    bindparam("row_id", type_=Integer()),
+    bindparam("version", type_=Integer()),
+    bindparam("last_updated", type_=UTCDateTime()),
+)
 
 
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
-    connection = session.connection()
-    connection.execute(_upsert_statement(connection.dialect.name), rows)
+    session.connection().execute(_UPSERT, rows)
 
 
 @event.listens_for(Session, "after_flush")

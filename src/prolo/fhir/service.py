@@ -19,7 +19,7 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 from pydantic import ValidationError
-from sqlalchemy import Table, and_, bindparam, func, select
+from sqlalchemy import Table, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -470,35 +470,59 @@ def conditional_matches(ctx: Context, mapping: Mapping, criteria: str) -> list[A
 
 
 def remember_identifiers(
-    ctx: Context, type_name: str, row_id: int, pairs: Sequence[tuple[str, str]]
+    ctx: Context,
+    type_name: str,
+    row_id: int,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    unchecked: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """Keep the identifiers a resource arrived with (for conditional create and re-import)."""
+    """Keep the identifiers a resource arrived with (for conditional create and re-import).
+
+    ``pairs`` are looked up first, all in one query: one that belongs to another row is
+    a Conflict, one this row has already is left as it is. ``unchecked`` pairs are ones
+    the caller has found free in this clinic (the importer's source keys, looked up a
+    batch at a time); they are kept without a lookup, and the table's unique
+    constraint still refuses a clash among them.
+    """
     own_mrn = codes.mrn_system(ctx.clinic_id)
-    for system, value in pairs:
-        if not system or not value or system in (own_mrn, codes.NPI, codes.QR_IDEMPOTENCY):
-            continue
-        exists = ctx.session.scalar(
-            select(ExternalIdentifier.resource_id).where(
-                ExternalIdentifier.clinic_id == ctx.clinic_id,
-                ExternalIdentifier.resource_type == type_name,
-                ExternalIdentifier.system == system[:255],
-                ExternalIdentifier.value == value[:255],
+
+    def kept(items: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
+        return {
+            (system[:255], value[:255]): (system, value)
+            for system, value in items
+            if system and value and system not in (own_mrn, codes.NPI, codes.QR_IDEMPOTENCY)
+        }
+
+    free = kept(unchecked)
+    check = {key: pair for key, pair in kept(pairs).items() if key not in free}
+    owners: dict[tuple[str, str], int] = {}
+    if check:
+        table = ExternalIdentifier
+        rows = ctx.session.execute(
+            select(table.system, table.value, table.resource_id).where(
+                table.clinic_id == ctx.clinic_id,
+                table.resource_type == type_name,
+                or_(*(and_(table.system == s, table.value == v) for s, v in check)),
+            )
+        ).all()
+        owners = {(system, value): owner for system, value, owner in rows}
+    for key, (system, value) in check.items():
+        owner = owners.get(key)
+        if owner is not None and owner != row_id:
+            raise Conflict(
+                f"the identifier {system}|{value} already belongs to {type_name}/{owner}"
+            )
+    for system, value in [*(k for k in check if k not in owners), *free]:
+        ctx.session.add(
+            ExternalIdentifier(
+                clinic_id=ctx.clinic_id,
+                resource_type=type_name,
+                resource_id=row_id,
+                system=system,
+                value=value,
             )
         )
-        if exists is None:
-            ctx.session.add(
-                ExternalIdentifier(
-                    clinic_id=ctx.clinic_id,
-                    resource_type=type_name,
-                    resource_id=row_id,
-                    system=system[:255],
-                    value=value[:255],
-                )
-            )
-        elif exists != row_id:
-            raise Conflict(
-                f"the identifier {system}|{value} already belongs to {type_name}/{exists}"
-            )
 
 
 def identifier_pairs(resource: Resource) -> list[tuple[str, str]]:
@@ -529,7 +553,8 @@ def create(
     ``isolated`` writes in a savepoint, so a refused resource leaves the caller's
     transaction usable (the importer and batch Bundles go on); a caller that rolls
     back everything on any error (a REST request) passes False and saves the
-    savepoint's two statements.
+    savepoint's two statements. ``source_identifiers`` are kept without a lookup:
+    the caller has found them free in this clinic (see :func:`remember_identifiers`).
     """
     kind = type_name or (resource.get("resourceType") if isinstance(resource, dict) else None)
     mapping = mapping_for(str(kind))
@@ -552,9 +577,11 @@ def create(
         with _savepoint(ctx, isolated):
             row = mapping.create(ctx, resource)
             ctx.session.flush()
-            pairs = [*identifier_pairs(resource), *source_identifiers]
-            if pairs:
-                remember_identifiers(ctx, mapping.type_name, row.id, pairs)
+            pairs = identifier_pairs(resource)
+            if pairs or source_identifiers:
+                remember_identifiers(
+                    ctx, mapping.type_name, row.id, pairs, unchecked=source_identifiers
+                )
                 ctx.session.flush()
     except IntegrityError as exc:
         raise Conflict(

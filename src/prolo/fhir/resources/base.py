@@ -71,6 +71,10 @@ class Context:
     foreign_ids: bool = False  # imported references name the source's ids, never ours
     warnings: list[str] = field(default_factory=list)
     resolve_conditional: Callable[[str], str | None] | None = None
+    # Rows looked up for a write, kept alive: the session's identity map holds objects
+    # only weakly, and the domain service that writes next finds them there instead of
+    # querying again.
+    held: list[Any] = field(default_factory=list)
 
     @property
     def clinic_id(self) -> int:
@@ -438,7 +442,24 @@ def check_patient_writable(ctx: Context, patient_id: int, *, path: str) -> Patie
         raise Unprocessable(
             f"{path} refers to a Patient that does not exist here", expression=[path]
         )
+    ctx.held.append(patient)
     return patient
+
+
+def preload_patients(ctx: Context, patient_ids: set[int]) -> None:
+    """Load the clinic's patients among ``patient_ids`` in one query, held by ``ctx``.
+
+    :func:`check_patient_writable` and the domain services then find them in the
+    session's identity map instead of querying one by one.
+    """
+    if patient_ids:
+        ctx.held.extend(
+            ctx.session.scalars(
+                select(Patient).where(
+                    Patient.id.in_(sorted(patient_ids)), Patient.clinic_id == ctx.clinic_id
+                )
+            ).all()
+        )
 
 
 def audit_write(
