@@ -75,3 +75,14 @@ def test_the_sqlite_writer_lock_is_released_after_every_outcome(
     ]
     assert outcomes == [200, 404, 400, 422, 200]
     assert not routes._SQLITE_WRITER.locked()
+
+
+def test_core_reads_see_changes_not_yet_flushed(session: Session, world: World) -> None:
+    """The read path runs Core statements on the session's connection; like the ORM's
+    own execute, it must not read around changes still pending in the session."""
+    from prolo.fhir.resources.base import core_rows
+
+    table = Patient.__table__
+    world.patient.family_name = "Renamed"  # pending: not flushed yet
+    rows = core_rows(session, select(table.c.family_name).where(table.c.id == world.patient.id))
+    assert [r.family_name for r in rows] == ["Renamed"]

@@ -44,6 +44,7 @@ from prolo.fhir.resources.base import (
     Meta,
     Resource,
     TableMapping,
+    core_rows,
     identifiers_for,
 )
 from prolo.fhir.search import SearchQuery, parse_search
@@ -242,10 +243,11 @@ def fast_load(ctx: Context, mapping: TableMapping, resource_id: str) -> tuple[An
     rows: Sequence[Any] = []
     if row_id is not None:
         by_patient, scope_id = _scope_id(ctx, mapping)
-        rows = ctx.session.execute(
+        rows = core_rows(
+            ctx.session,
             _read_statement(mapping.type_name, by_patient),
             {"row_id": row_id, "scope_id": scope_id},
-        ).all()
+        )
     if not rows:
         raise AccessDenied(
             f"no such {mapping.type_name}", entity_type=mapping.type_name, entity_id=resource_id
@@ -331,13 +333,14 @@ def _search_rows(
         order.append(column.desc() if descending else column.asc())
     order.append(mapping.model.id.asc())
     # The total rides along with the page (a window count): one round trip, not two.
-    rows = ctx.session.execute(
+    rows = core_rows(
+        ctx.session,
         _core_rows(mapping, func.count().over().label("fhir_total"))
         .where(*where)
         .order_by(*order)
         .limit(query.count)
-        .offset(query.offset)
-    ).all()
+        .offset(query.offset),
+    )
     total = rows[0].fhir_total if rows else (count() if query.offset else 0)
     ids = identifiers_for(ctx.session, mapping.type_name, [r.id for r in rows])
     resources = [
@@ -367,11 +370,12 @@ def _includes(
         wanted = [w for w in wanted if (target.type_name, str(w)) not in seen]
         if not wanted:
             continue
-        result = ctx.session.execute(
+        result = core_rows(
+            ctx.session,
             _core_rows(target).where(
                 target.model.id.in_(wanted), target.scope_clause(ctx.principal)
-            )
-        ).all()
+            ),
+        )
         ids = identifiers_for(ctx.session, target.type_name, [r.id for r in result])
         for row in result:
             seen.add((target.type_name, str(row.id)))
