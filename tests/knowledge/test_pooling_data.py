@@ -579,3 +579,26 @@ def test_changes_and_follow_up_scores_are_not_pooled_together() -> None:
     ) as refused:
         parse_condition(_condition_with(BLOCK, change))
     assert refused.value.error_count() == 1
+
+
+def test_the_pdf_draws_a_risk_ratio_forest_plot_on_a_log_axis() -> None:
+    from matplotlib.figure import Figure
+
+    from prolo.outcomes.pdf import draw_forest, report_pdf
+
+    evidence = service.evidence_for("low-back-pain")
+    assert evidence["measure"] == "RR" and evidence["null_value"] == 1.0
+    ax = Figure().add_subplot()
+    draw_forest(ax, evidence)
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "Risk ratio (log scale)"
+    # The line of no effect sits at a ratio of 1, not at 0 (which a log axis cannot show).
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_xdata()[0] == 1.0]
+    report = {
+        "as_of": "2026-06-01",
+        "selection": {},
+        "empty": True,
+        "instruments": [],
+        "waterfall": {"n": 0},
+        "evidence": [evidence],
+    }
+    assert report_pdf(report).startswith(b"%PDF")
