@@ -322,3 +322,23 @@ def test_recorded_times_are_utc_on_both_databases(committed: Engine) -> None:
         stored = session.scalar(select(AuditEvent.recorded_at))
     assert stored is not None and stored.tzinfo is not None
     assert abs(dt.datetime.now(dt.UTC) - stored) < dt.timedelta(minutes=5)
+
+
+@pytest.mark.parametrize("suffix", ["\x1fx", ""])
+def test_a_rehashed_prev_hash_is_a_broken_link_however_it_is_padded(
+    session: Session, suffix: str
+) -> None:
+    # The fast path reads prev_hash as the first 65 bytes of the hash input: a prev_hash
+    # that only starts with the right hash must still be named, not slip through.
+    if suffix and session.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL refuses a prev_hash longer than its column")
+    entries = _append(session, 3)
+    last = entries[-1]
+    session.add(last)
+    last.prev_hash = entries[-2].hash + suffix if suffix else "0" * 64
+    last.hash = audit.entry_hash(last.prev_hash, last)  # consistent in itself
+    session.execute(update(AuditHead).where(AuditHead.id == last.lane).values(last_hash=last.hash))
+    session.flush()
+    checked, broken = _verify(session)
+    assert checked == 2
+    assert broken is not None and broken.entry_id == last.id and "link" in broken.reason
