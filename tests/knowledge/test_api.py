@@ -224,3 +224,20 @@ def test_search_ignores_case_and_dots_and_sorts_by_name() -> None:
     for key in COMPLAINT_KEYS:
         for cond in search_conditions(CONDITIONS, region=key):
             assert key in cond.match.complaint_keys
+
+
+def test_a_condition_in_full_carries_its_pooled_evidence(client: TestClient) -> None:
+    knee = client.get("/api/conditions/knee-osteoarthritis").json()
+    (womac,) = knee["pooled_evidence"]
+    assert womac["id"] == "womac-52w-vs-saline" and womac["measure"] == "MD"
+    assert womac["k"] == 2 and [t["label"] for t in womac["trials"]] == ["Rabago 2013", "Sit 2020"]
+    # 8.815 with a Hartung-Knapp interval of -3.28 to 20.91 (hand arithmetic in
+    # test_pooling_data): the interval spans no effect.
+    assert womac["pooled"]["estimate"] == 8.815 and womac["pooled"]["favours"] == "neither"
+    assert "negated" in womac["trials"][1]["derivation"]
+    back = client.get("/api/conditions/low-back-pain").json()["pooled_evidence"]
+    by_id = {s["id"]: s for s in back}
+    assert by_id["responders-6m-proliferant"]["pooled"]["estimate"] > 1  # a ratio, not its log
+    assert by_id["pain-vas-6m-alone"]["pooled"] is None
+    assert "cannot be combined" in by_id["pain-vas-6m-alone"]["note"]
+    assert client.get("/api/conditions/neck-pain").json()["pooled_evidence"] == []

@@ -265,6 +265,49 @@ class ConditionSummary(_Out):
     other_sources: list[EvidenceItem]
 
 
+class PooledOut(_Out):
+    """A pooled estimate as readers see it (ratios exponentiated), REML with Hartung-Knapp."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    pi_low: float
+    pi_high: float
+    tau2: float
+    i2: float
+    q: float
+    q_p: float
+    favours: Literal["prolotherapy", "comparator", "neither"]
+
+
+class TrialEffectOut(_Out):
+    """One trial's contribution: where its numbers were read and how the effect was derived."""
+
+    study_id: str
+    label: str
+    derivation: str
+    url: str
+    locator: str
+
+
+class SynthesisOut(_Out):
+    """One declared comparison: its trials and, with two or more, the pooled estimate."""
+
+    id: str
+    title: str
+    measure: Literal["MD", "SMD", "RR"]
+    comparison: str
+    outcome: str
+    better: Literal["higher", "lower"]
+    unit: str | None
+    comparable_because: str
+    caveats: str | None
+    k: int
+    trials: list[TrialEffectOut]
+    pooled: PooledOut | None
+    note: str | None
+
+
 class ConditionOut(ConditionSummary):
     """One condition in full: plain-language and clinician summaries, studies, claims."""
 
@@ -279,6 +322,7 @@ class ConditionOut(ConditionSummary):
     claims: list[Claim]
     protocol: Protocol
     instruments: list[str]
+    pooled_evidence: list[SynthesisOut]
     about: list[AboutStatement]
 
 
@@ -323,8 +367,48 @@ def condition_detail(condition: Condition) -> ConditionOut:
         claims=list(condition.claims),
         protocol=condition.protocol,
         instruments=list(condition.instruments),
+        pooled_evidence=_syntheses_out(condition),
         about=list(load_about().statements),
     )
+
+
+def _syntheses_out(condition: Condition) -> list[SynthesisOut]:
+    # Imported here: the numerics (numpy, scipy) load only when a condition is shown in full.
+    from prolo.knowledge.synthesis import synthesize
+
+    out = []
+    for r in synthesize(condition):
+        data = r.as_dict(with_svg=False)
+        pooled = data["pooled"]
+        out.append(
+            SynthesisOut(
+                id=r.synthesis.id,
+                title=r.synthesis.title,
+                measure=r.synthesis.measure,
+                comparison=r.synthesis.comparison,
+                outcome=r.synthesis.outcome,
+                better=r.synthesis.better,
+                unit=r.synthesis.unit,
+                comparable_because=r.synthesis.comparable_because,
+                caveats=r.synthesis.caveats,
+                k=r.k,
+                trials=[
+                    TrialEffectOut(
+                        study_id=e.study_id,
+                        label=e.label,
+                        derivation=e.derivation,
+                        url=e.url,
+                        locator=e.locator,
+                    )
+                    for e in r.effects
+                ],
+                pooled=None
+                if pooled is None
+                else PooledOut(**{k: pooled[k] for k in PooledOut.model_fields}),
+                note=r.note,
+            )
+        )
+    return out
 
 
 # --- Finding conditions -------------------------------------------------------------
