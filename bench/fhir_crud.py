@@ -198,6 +198,7 @@ def report(name: str, result: dict[str, Any]) -> float:
     print(f"\n{name}: {result['n']} requests in {result['wall']:.2f} s wall", end="")
     print(f", server CPU {result['cpu']:.2f} s")
     print(f"  {per_core:8.0f} requests/s per server core   {wall_rate:8.0f} requests/s wall")
+    print(f"  {result['cpu'] / result['n'] * 1000:8.2f} ms of server CPU per request")
     print(f"  p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   overall")
     for kind, values in sorted(result["latency"].items()):
         print(
@@ -259,6 +260,10 @@ def main() -> None:
                 f"   to the /health ceiling: {per_core / ceiling:.2f}"
             )
             print(f"p99 {p99:.1f} ms (target < 50 ms): {'met' if p99 < 50 else 'NOT met'}")
+            print(
+                f"load average at the end: {os.getloadavg()[0]:.2f}"
+                " (CPU per request grows when other work shares the cores)"
+            )
         finally:
             server.terminate()
             try:
