@@ -4,16 +4,23 @@ and ETags move by one per update, and the SQLite writer lock is always given bac
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from prolo.fhir import routes
+from prolo.app import create_app
+from prolo.db import create_db_engine, make_sessionmaker, unit_of_work
+from prolo.fhir import codes
 from prolo.fhir.models import ExternalIdentifier
+from prolo.migrate import upgrade
 from prolo.patients.models import Patient
+from prolo.settings import Settings
+from tests.factories import make_clinic, make_patient, make_user
 from tests.fhir.conftest import World
+from tests.fhir.helpers import fhir_token
 from tests.fhir.test_write import PATIENT
 
 
@@ -61,20 +68,35 @@ def test_update_moves_version_etag_and_location_by_one(client: TestClient, world
     assert stale.status_code == 412
 
 
-def test_the_sqlite_writer_lock_is_released_after_every_outcome(
-    client: TestClient, world: World
-) -> None:
-    outcomes = [
-        client.get(f"/fhir/Patient/{world.patient.id}", headers=world.headers).status_code,
-        client.get("/fhir/Patient/999999", headers=world.headers).status_code,
-        client.post("/fhir/Patient", content=b"{nope", headers=world.headers).status_code,
-        client.post(
-            "/fhir/Patient", json={"resourceType": "Patient"}, headers=world.headers
-        ).status_code,
-        client.get("/fhir/Patient?_count=2", headers=world.headers).status_code,
-    ]
-    assert outcomes == [200, 404, 400, 422, 200]
-    assert not routes._SQLITE_WRITER.locked()
+def test_errors_and_writes_leave_the_file_database_writable(tmp_path: Path) -> None:
+    """On a real SQLite file, requests queue on the engine's writer lock; every outcome
+    (success, 404, malformed JSON, rule broken) must give it back, or the next request
+    would wait and get a 429."""
+    settings = Settings(env="test", database_url=f"sqlite:///{tmp_path / 'fhir.db'}")
+    engine = create_db_engine(settings)
+    upgrade(engine)
+    with unit_of_work(make_sessionmaker(engine)) as session:
+        clinic = make_clinic(session)
+        patient_id = make_patient(session, clinic).id
+        headers = fhir_token(session, make_user(session, clinic, "clinician"))
+    engine.dispose()
+    condition = {
+        "resourceType": "Condition",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "code": {"coding": [{"system": codes.ICD10CM, "code": "M54.50"}]},
+    }
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        outcomes = [
+            client.get(f"/fhir/Patient/{patient_id}", headers=headers).status_code,
+            client.get("/fhir/Patient/999999", headers=headers).status_code,
+            client.post("/fhir/Condition", content=b"{nope", headers=headers).status_code,
+            client.post(
+                "/fhir/Condition", json={**condition, "subject": {}}, headers=headers
+            ).status_code,
+            client.post("/fhir/Condition", json=condition, headers=headers).status_code,
+            client.get(f"/fhir/Condition?patient={patient_id}", headers=headers).status_code,
+        ]
+    assert outcomes == [200, 404, 400, 422, 201, 200]
 
 
 def test_core_reads_see_changes_not_yet_flushed(session: Session, world: World) -> None:

@@ -8,15 +8,15 @@ Route order matters: the fixed paths come before ``/fhir/{type}``.
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request, Response
-from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from prolo.errors import TooManyRequests, Unauthenticated
+from prolo.db import holds_write_lock
+from prolo.errors import Unauthenticated
 from prolo.fhir import bulk, bundle, service
 from prolo.fhir.capability import capability_statement
 from prolo.fhir.errors import (
@@ -37,52 +37,27 @@ from prolo.web import DbSession, policy
 _NO_DATABASE = frozenset({"metadata", "unknown"})
 
 
-# One SQLite writer at a time in this process, queued on a lock rather than in SQLite's
-# busy handler, which sleeps in growing steps (up to 100 ms) and so adds a long tail to
-# every request that had to wait. Released when the request's transaction ends.
-_SQLITE_WRITER = threading.Lock()
-_WRITER_WAIT_SECONDS = 30
-_HOLDS_WRITER = "prolo.fhir.holds_sqlite_writer"
+def _begin_as_writer(session: Session) -> None:
+    session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
 
 
-@event.listens_for(Session, "after_transaction_end")
-def _release_sqlite_writer(session: Session, transaction: SessionTransaction) -> None:
-    """Release the writer lock when the outermost transaction of a session holding it ends.
-
-    One listener for every session (a per-session ``event.listen`` costs about as much as
-    the rest of taking the lock); sessions that never took the lock pay one dict lookup.
-    """
-    if transaction.parent is None and session.info.pop(_HOLDS_WRITER, False):
-        _SQLITE_WRITER.release()
-
-
-def _hold_sqlite_writer(session: Session) -> None:
-    if not _SQLITE_WRITER.acquire(timeout=_WRITER_WAIT_SECONDS):
-        raise TooManyRequests("the database is busy; try again shortly")
-    session.info[_HOLDS_WRITER] = True
-    try:
-        session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
-    except BaseException:
-        if session.info.pop(_HOLDS_WRITER, False):
-            _SQLITE_WRITER.release()
-        raise
-
-
-def _unit_of_work(request: Request, session: DbSession) -> None:
-    """Register the session for rollback on error; on SQLite, take the write lock first.
+async def _unit_of_work(request: Request, session: DbSession) -> None:
+    """Register the session for rollback on error; make sure it begins as a writer.
 
     Every FHIR interaction writes (at least its audit row), and a SQLite transaction
     that starts as a reader cannot always become a writer when another connection has
-    written meanwhile: it fails at once instead of waiting. Beginning with the write
-    lock makes concurrent requests queue instead (in this process on a lock, across
-    processes in SQLite's busy handler).
+    written meanwhile: it fails at once instead of waiting. The platform's request
+    sessions already begin with the write lock (``prolo.db.make_writer_sessionmaker``:
+    BEGIN IMMEDIATE, queued on the engine's lock in this process), so this costs
+    nothing; only a session from another factory is made to begin so, in a worker
+    thread because beginning may wait for the lock. Async, so the common case takes
+    no trip to the thread pool.
     """
     remember_session(request, session)
     route = request.scope.get("route")
-    if getattr(route, "name", "") in _NO_DATABASE:
+    if getattr(route, "name", "") in _NO_DATABASE or holds_write_lock(session):
         return
-    if session.get_bind().dialect.name == "sqlite":
-        _hold_sqlite_writer(session)
+    await run_in_threadpool(_begin_as_writer, session)
 
 
 # Every route shares the request's session (dependencies are cached per request), and
