@@ -305,3 +305,30 @@ def test_capability_search_parameters_all_work(
             f"/fhir/{type_name}", params={param["name"]: value}, headers=world.admin_headers
         )
         assert r.status_code == 200, (param, r.text)
+
+
+def test_total_none_pages_without_counting(
+    client: TestClient, session: Session, world: World
+) -> None:
+    """``_total=none``: no Bundle.total and no last link, yet next links still walk
+    every match once and stop at the end (the page is read one row long)."""
+    for _ in range(4):
+        make_patient(session, world.clinic)
+    accurate = client.get("/fhir/Patient?_summary=count", headers=world.headers).json()["total"]
+    url = "/fhir/Patient?_count=2&_total=none"
+    seen: list[str] = []
+    while url:
+        r = client.get(url, headers=world.headers)
+        assert r.status_code == 200, r.text
+        bundle = r.json()
+        check_bundle(client, world.headers, bundle)
+        assert "total" not in bundle
+        links = {link["relation"]: link["url"] for link in bundle["link"]}
+        assert "last" not in links and "_total=none" in links["self"]
+        seen += [e["resource"]["id"] for e in bundle["entry"]]
+        url = links.get("next", "").replace("http://testserver", "")
+    assert len(seen) == accurate == len(set(seen))
+    estimate = client.get("/fhir/Patient?_count=2&_total=estimate", headers=world.headers)
+    assert estimate.json()["total"] == accurate
+    bad = client.get("/fhir/Patient?_total=lots", headers=world.headers)
+    assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "invalid"

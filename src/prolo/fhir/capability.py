@@ -105,6 +105,12 @@ def capability_statement(base_url: str, *, software_version: str = "0.1.0") -> d
                 "searchParam": [
                     {"name": "_count", "type": "number", "documentation": "Page size (max 1000)"},
                     {"name": "_offset", "type": "number", "documentation": "Page start"},
+                    {
+                        "name": "_total",
+                        "type": "token",
+                        "documentation": "none: no count of the matches (faster); "
+                        "estimate and accurate: the exact count (the default)",
+                    },
                 ],
                 "operation": [
                     {"name": "export", "definition": f"{BULK}/OperationDefinition/export"}

@@ -10,7 +10,8 @@ Supported (https://hl7.org/fhir/R4/search.html):
 - comma-separated values are OR-ed, repeated parameters AND-ed;
 - ``_id``, ``_lastUpdated``, ``_count`` (default 20, at most 1000; ``0`` for the total
   only), ``_offset`` (the paging links use it), ``_summary=count``, ``_sort`` on
-  ``_id`` and ``_lastUpdated`` (``-`` for descending), ``_include=Type:param``.
+  ``_id`` and ``_lastUpdated`` (``-`` for descending), ``_include=Type:param``,
+  ``_total`` (``none`` skips counting the matches: the page costs no count).
 
 Dates and times without a zone are read as UTC. Unknown parameters are ignored and
 reported in an OperationOutcome entry of the Bundle, unless the client sent
@@ -81,6 +82,8 @@ class SearchQuery:
     includes: list[tuple[str, str]] = field(default_factory=list)  # (source type, param)
     applied: list[tuple[str, str]] = field(default_factory=list)  # echoed in the links
     ignored: list[str] = field(default_factory=list)
+    with_total: bool = True  # False for ``_total=none``: no count, Bundle.total left out
+    more: bool = False  # without a total: whether a row beyond this page exists
 
 
 def parse_instant(text: str, *, name: str = "value") -> tuple[dt.datetime, dt.datetime]:
@@ -321,7 +324,13 @@ def parse_search(
             query.includes.append((source, target_param))
             query.applied.append((key, raw))
             continue
-        if name in ("_format", "_total", "_elements"):
+        if name == "_total":
+            if raw not in ("none", "estimate", "accurate"):
+                raise SearchError(f"_total: {raw!r} is not one of none, estimate, accurate")
+            query.with_total = raw != "none"  # an estimate is the accurate count here
+            query.applied.append((key, raw))
+            continue
+        if name in ("_format", "_elements"):
             continue
         param = params.get(name)
         if param is None:

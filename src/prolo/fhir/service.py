@@ -290,7 +290,8 @@ def search(
         event="fhir.search",
         entity_type=type_name,
         patient_id=next(iter(patients)) if len(patients) == 1 else None,
-        detail=f"{len(matches)} of {total} shown, {len(included)} included",
+        detail=f"{len(matches)} of {'?' if total is None else total} shown, "
+        f"{len(included)} included",
     )
     return searchset(ctx.base_url, type_name, query, matches, included, total)
 
@@ -317,7 +318,13 @@ def _core_rows(mapping: TableMapping, *extra: Any) -> Any:
 
 def _search_rows(
     ctx: Context, mapping: TableMapping, query: SearchQuery
-) -> tuple[list[Resource], int, list[Any]]:
+) -> tuple[list[Resource], int | None, list[Any]]:
+    """The page of matches, the total (None for ``_total=none``) and the rows.
+
+    With a total, it rides along with the page as a window count (one round trip);
+    without one, the page is read one row long, to know whether a next page exists,
+    and the database never counts the matches beyond it.
+    """
     where = [mapping.scope_clause(ctx.principal), *query.clauses]
 
     def count() -> int:
@@ -332,16 +339,28 @@ def _search_rows(
         column = mapping.model.id if name == "_id" else mapping.last_updated_expr()
         order.append(column.desc() if descending else column.asc())
     order.append(mapping.model.id.asc())
-    # The total rides along with the page (a window count): one round trip, not two.
-    rows = core_rows(
-        ctx.session,
-        _core_rows(mapping, func.count().over().label("fhir_total"))
-        .where(*where)
-        .order_by(*order)
-        .limit(query.count)
-        .offset(query.offset),
-    )
-    total = rows[0].fhir_total if rows else (count() if query.offset else 0)
+    total: int | None
+    if query.with_total:
+        rows = core_rows(
+            ctx.session,
+            _core_rows(mapping, func.count().over().label("fhir_total"))
+            .where(*where)
+            .order_by(*order)
+            .limit(query.count)
+            .offset(query.offset),
+        )
+        total = rows[0].fhir_total if rows else (count() if query.offset else 0)
+    else:
+        rows = core_rows(
+            ctx.session,
+            _core_rows(mapping)
+            .where(*where)
+            .order_by(*order)
+            .limit(query.count + 1)
+            .offset(query.offset),
+        )
+        query.more = len(rows) > query.count
+        rows, total = rows[: query.count], None
     ids = identifiers_for(ctx.session, mapping.type_name, [r.id for r in rows])
     resources = [
         mapping.to_fhir(
@@ -390,7 +409,7 @@ def searchset(
     query: SearchQuery,
     matches: Sequence[Resource],
     included: Sequence[Resource],
-    total: int,
+    total: int | None,
 ) -> Resource:
     """A searchset Bundle with ``self``/``first``/``previous``/``next``/``last`` links.
 
@@ -406,10 +425,11 @@ def searchset(
         links.append(link("first", 0))
         if query.offset > 0:
             links.append(link("previous", max(0, query.offset - query.count)))
-        if query.offset + query.count < total:
+        if query.more if total is None else query.offset + query.count < total:
             links.append(link("next", query.offset + query.count))
-        last_page = ((max(total, 1) - 1) // query.count) * query.count
-        links.append(link("last", last_page))
+        if total is not None:  # without a total there is no knowing the last page
+            last_page = ((max(total, 1) - 1) // query.count) * query.count
+            links.append(link("last", last_page))
     entries: list[Resource] = [
         {
             "fullUrl": f"{base_url}/{r['resourceType']}/{r['id']}",
@@ -437,12 +457,10 @@ def searchset(
                 "search": {"mode": "outcome"},
             }
         )
-    bundle: Resource = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "link": links,
-    }
+    bundle: Resource = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = links
     if entries:
         bundle["entry"] = entries
     return bundle
