@@ -276,3 +276,67 @@ def test_a_report_in_a_transaction_with_its_own_writes_reads_raw_rows(db: Engine
     for report in (before, after):
         report.pop("facts")
     assert after == before
+
+
+def test_replacing_many_courses_rewrites_the_tables_and_keeps_the_numbers() -> None:
+    """Replaced rows (edited scores, removed diary days, deleted courses) across a third
+    of the registry: the tables are rewritten once deletions pile up, and the kept-fact
+    report still equals pandas on the final data."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from prolo.outcomes.report import RegistryTables
+    from prolo.synth import registry_tables
+
+    tables = registry_tables(3000, seed=2, as_of=TODAY)
+    loaded = engine.load(tables)
+    loaded.keep_facts(RULES)
+    rng = np.random.default_rng(3)
+    ids = np.sort(rng.choice(tables.courses.column("course_id").to_numpy(), 1000, replace=False))
+    gone = ids[:50]  # deleted courses: no rows at all any more
+
+    def part(table: pa.Table, keep: np.ndarray) -> pa.Table:
+        return table.filter(pc.is_in(table.column("course_id"), value_set=pa.array(keep)))
+
+    def rest(table: pa.Table) -> pa.Table:
+        return table.filter(pc.invert(pc.is_in(table.column("course_id"), pa.array(ids))))
+
+    scores = part(tables.scores, ids[50:])
+    scores = scores.set_column(
+        scores.schema.get_field_index("value"),
+        "value",
+        pc.min_element_wise(pc.add(scores.column("value"), 1.0), 10.0),
+    )
+    assert tables.flares is not None
+    flares = part(tables.flares, ids[50:])
+    flares = flares.filter(pa.array(rng.random(flares.num_rows) < 0.7))
+    new = RegistryTables(
+        courses=part(tables.courses, ids[50:]),
+        scores=scores,
+        follow_ups=part(tables.follow_ups, ids[50:]),
+        flares=flares,
+    )
+    for chunk in np.array_split(ids, 4):
+        sub = RegistryTables(
+            **{
+                name: None if getattr(new, name) is None else part(getattr(new, name), chunk)
+                for name in ("courses", "scores", "follow_ups", "flares", "adverse_events")
+            }
+        )
+        loaded.replace(sub, chunk.tolist())
+    assert loaded.compactions > 0
+    final = RegistryTables(
+        courses=pa.concat_tables([rest(tables.courses), new.courses]),
+        scores=pa.concat_tables([rest(tables.scores), new.scores]),
+        follow_ups=pa.concat_tables([rest(tables.follow_ups), new.follow_ups]),
+        flares=pa.concat_tables([rest(tables.flares), new.flares]),
+    )
+    assert not set(gone.tolist()) & set(final.courses.column("course_id").to_pylist())
+    kept = engine.compute(loaded, Selection(), as_of=TODAY, rules=RULES)
+    loaded.close()
+    slow = baseline_pandas.compute(
+        baseline_pandas.frames(final), Selection(), as_of=TODAY, rules=RULES
+    )
+    assert compare_aggregates(kept, slow) == []
+    assert kept.n_courses == 3000 - 50
