@@ -12,7 +12,9 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import anyio.to_thread
 import httpx
 import pytest
 import uvicorn
@@ -119,3 +121,43 @@ def test_concurrent_audited_reads_and_writes_over_http_all_succeed(
         thread.join(10)
     assert len(statuses) == 96
     assert set(statuses) <= {200, 201}, sorted(set(statuses))
+
+
+def test_a_burst_beyond_the_pool_and_thread_pool_queues_instead_of_deadlocking(
+    tmp_path: Path,
+) -> None:
+    """More concurrent requests than connections and threads: all answer, none waits out
+    the pool timeout (requests queue for a database slot holding no thread)."""
+    settings = Settings(env="test", database_url=f"sqlite:///{tmp_path / 'b.db'}", db_pool_size=2)
+    engine = create_db_engine(settings)
+    upgrade(engine)
+    with unit_of_work(make_sessionmaker(engine)) as session:
+        clinic = make_clinic(session)
+        patient = make_patient(session, clinic)
+        auth = token_for(session, make_user(session, clinic, "patient", patient=patient))
+    engine.dispose()
+    app = create_app(settings)
+
+    async def three_threads(scope: Any, receive: Any, send: Any) -> None:
+        # The thread limiter belongs to the server's event loop: set it from inside.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 3
+        await app(scope, receive, send)
+
+    server = uvicorn.Server(uvicorn.Config(three_threads, port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        thread.join(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+
+    def read(_: int) -> int:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=20) as http:
+            return http.get(f"/api/patients/{patient.id}/responses").status_code
+
+    try:
+        with ThreadPoolExecutor(24) as pool:
+            statuses = list(pool.map(read, range(48)))
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert statuses == [200] * 48

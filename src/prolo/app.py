@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None, *, session_factory: Any = None)
         openapi_url="/api/openapi.json",
     )
     app.state.settings = settings
+    own_engine = session_factory is None
     if session_factory is None:
         engine = create_db_engine(settings)
         session_factory = make_sessionmaker(engine)
@@ -147,6 +149,7 @@ def create_app(settings: Settings | None = None, *, session_factory: Any = None)
     # Requests write (at least their audit entry), so their transactions begin as
     # writers; see prolo.db.make_writer_sessionmaker.
     app.state.request_sessionmaker = request_factory
+    app.state.db_slots = anyio.Semaphore(settings.db_pool_size) if own_engine else None
     app.state.login_throttle = LoginThrottle()
     ui.TEMPLATES.env.globals["clinic_tz"] = settings.tz
 

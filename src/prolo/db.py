@@ -82,6 +82,17 @@ def sqlalchemy_url(database_url: str) -> str:
     return database_url
 
 
+# Connections beyond the pool for work outside requests (health checks, background
+# exports) so that a busy request pool never starves them.
+POOL_OVERFLOW = 5
+
+
+def _pool_options(settings: Settings) -> dict[str, Any]:
+    if settings.database_url.startswith("sqlite") and ":memory:" in settings.database_url:
+        return {}  # SQLAlchemy's single-connection pool for an in-memory database
+    return {"pool_size": settings.db_pool_size, "max_overflow": POOL_OVERFLOW}
+
+
 def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
     """An engine for ``settings.database_url`` with prolo's connection settings."""
     url = sqlalchemy_url(settings.database_url)
@@ -97,7 +108,9 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            **{**_pool_options(settings), **kwargs},
         )
         busy_ms = settings.sqlite_busy_timeout_ms
 
@@ -143,7 +156,7 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
                 writer.release()
 
         return engine
-    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **{**_pool_options(settings), **kwargs})
 
     @event.listens_for(engine, "connect")
     def _durable_commits(dbapi_conn: Any, _record: Any) -> None:

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8000"
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    # Database connections each app process keeps; this many requests use the
+    # database at once and the rest queue in the event loop (see prolo.web). Keep it
+    # below the thread pool's 40 threads, which the requests holding them need.
+    db_pool_size: int = Field(default=10, ge=1, le=200)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=8025, ge=1, le=65535)
     mail_from: str = "reminders@prolo.invalid"

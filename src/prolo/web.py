@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import nullcontext
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -48,17 +50,25 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
     # use) costs no trip to the thread pool; only the commit or rollback, which does
     # I/O, takes one, and a request that never touched the database takes none.
     # Profiling put each thread-pool trip at about 0.1 ms of CPU.
+    #
+    # At most ``db_slots`` requests hold a session at once (the connection pool's
+    # size); the rest wait here, in the event loop, holding nothing. Without this a
+    # burst could fill the thread pool with requests waiting for a connection while
+    # the requests holding connections wait for a thread to commit in: a deadlock
+    # broken only by the pool timeout.
     factory = request.app.state.request_sessionmaker
-    session: Session = factory()
-    try:
-        yield session
-    except BaseException:
-        await run_in_threadpool(_roll_back_and_close, session)
-        raise
-    if session.in_transaction():
-        await run_in_threadpool(_commit_and_close, session)
-    else:
-        session.close()
+    slots: anyio.Semaphore | None = request.app.state.db_slots
+    async with slots if slots is not None else nullcontext():
+        session: Session = factory()
+        try:
+            yield session
+        except BaseException:
+            await run_in_threadpool(_roll_back_and_close, session)
+            raise
+        if session.in_transaction():
+            await run_in_threadpool(_commit_and_close, session)
+        else:
+            session.close()
 
 
 DbSession = Annotated[Session, Depends(_unit_of_work, scope="function")]
