@@ -17,13 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from prolo import ui
-from prolo.middleware import LOGIN_CSRF_COOKIE
 from prolo.clinic.models import Clinic
 from prolo.errors import ValidationFailed
 from prolo.knowledge.loader import load_conditions
 from prolo.knowledge.pages import explorer_context
 from prolo.knowledge.safety import SafetyRules, load_safety_rules
 from prolo.knowledge.schema import COMPLAINT_KEYS
+from prolo.middleware import LOGIN_CSRF_COOKIE
 from prolo.patients.models import Patient
 from prolo.screening import service
 from prolo.screening.schemas import (
