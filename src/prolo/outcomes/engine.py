@@ -306,12 +306,22 @@ class LoadedRegistry:
             if name != "courses":
                 con.execute(f"INSERT INTO scope_{name} SELECT * FROM arrow_in")
             con.unregister("arrow_in")
-        self._refresh_touched_facts(prepared=True)
+        self._refresh_touched_facts(
+            prepared=True, known=bool(n_known), span=(int(low), int(high)) if n_known else None
+        )
         self._compact()
 
-    def _refresh_touched_facts(self, *, prepared: bool = False) -> None:
+    def _refresh_touched_facts(
+        self,
+        *,
+        prepared: bool = False,
+        known: bool = True,
+        span: tuple[int, int] | None = None,
+    ) -> None:
         """Recompute the kept facts of the courses in temp table ``touched`` (from the
-        ``scope_*`` tables when ``prepared``: their complete rows)."""
+        ``scope_*`` tables when ``prepared``: their complete rows). ``known``: some
+        touched courses may already have facts (else there is nothing to delete);
+        ``span``: their id range, when known."""
         if self.facts is None:
             _drop_work_tables(_plain(self.con))
             return
@@ -326,9 +336,18 @@ class LoadedRegistry:
                 prepared=prepared,
             )
             for fact in _FACT_TABLES:
-                deleted = run(
-                    f"DELETE FROM kept_{fact} WHERE course_id IN (FROM touched)"
-                ).fetchone()
+                if not known:  # only new courses: no kept fact to replace
+                    deleted: Any = (0,)
+                elif span is None:
+                    deleted = run(
+                        f"DELETE FROM kept_{fact} WHERE course_id IN (FROM touched)"
+                    ).fetchone()
+                else:
+                    deleted = run(
+                        f"DELETE FROM kept_{fact} WHERE course_id BETWEEN ? AND ? "
+                        "AND course_id IN (FROM touched)",
+                        list(span),
+                    ).fetchone()
                 run(f"INSERT INTO kept_{fact} SELECT * FROM new_{fact}")
                 run(f"DROP TABLE new_{fact}")
                 self._compact_later(f"kept_{fact}", int(deleted[0]) if deleted else 0)

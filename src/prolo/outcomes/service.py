@@ -270,9 +270,10 @@ def report_for(
     when = as_of or dt.datetime.now(dt.UTC).date()
     rules = instrument_rules()
     agg, source = None, {"source": "raw rows", "refreshed_courses": 0, "refresh_seconds": 0.0}
-    if kept:
-        bind = session.get_bind()
-        db = bind if isinstance(bind, Engine) else bind.engine
+    bind = session.get_bind()
+    db = bind if isinstance(bind, Engine) else bind.engine
+    # An in-memory SQLite database has one connection: no second one to refresh from.
+    if kept and not (db.dialect.name == "sqlite" and db.url.database in (None, "", ":memory:")):
         seen = facts.probe(session)
         registry = facts.kept_registry(db, selection.clinic_id, rules)
         with registry.lock:
