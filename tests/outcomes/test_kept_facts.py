@@ -340,3 +340,36 @@ def test_replacing_many_courses_rewrites_the_tables_and_keeps_the_numbers() -> N
     )
     assert compare_aggregates(kept, slow) == []
     assert kept.n_courses == 3000 - 50
+
+
+SOURCE_TABLES = (
+    "treatment_course",
+    "questionnaire_response",
+    "score",
+    "course_follow_up",
+    "appointment",
+    "procedure",
+    "flare_diary_entry",
+)
+
+
+def test_every_registry_table_marks_its_courses(session: Session) -> None:
+    """The change-log triggers exist on every table the report reads. On SQLite a later
+    migration that rebuilds one of these tables (batch_alter_table) drops its triggers:
+    this test then fails until the migration recreates them."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            text(
+                "SELECT c.relname, t.tgname FROM pg_trigger t "
+                "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
+            )
+        ).all()
+        have = {table for table, name in rows if name == "outcome_change"}
+        assert have >= set(SOURCE_TABLES)
+    else:
+        rows = session.execute(
+            text("SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'")
+        ).all()
+        for table in SOURCE_TABLES:
+            for event in ("insert", "update", "delete"):
+                assert (table, f"outcome_change_{table}_{event}") in rows
