@@ -8,6 +8,8 @@ trace never reaches a user, and no request body or health data reaches the log.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +19,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prolo import ui
-from prolo.db import create_db_engine, make_sessionmaker, make_writer_sessionmaker
+from prolo.db import (
+    create_db_engine,
+    make_sessionmaker,
+    make_writer_sessionmaker,
+    sqlalchemy_url,
+)
 from prolo.errors import AccessDenied, AppError, NotFound, Unauthenticated, ValidationFailed
 from prolo.middleware import SecurityHeaders
 from prolo.security import audit
+from prolo.security.principal_cache import PrincipalCache, SecurityListener
 from prolo.security.throttle import LoginThrottle
 from prolo.settings import Settings
 from prolo.web import policy
@@ -126,10 +136,29 @@ def install_error_handlers(app: FastAPI) -> None:
         return _problem(request, error)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run the security listener beside the app when principals are cached."""
+    listener = None
+    if app.state.principal_cache is not None:
+        url = make_url(sqlalchemy_url(app.state.settings.database_url))
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        listener = SecurityListener(app.state.principal_cache, dsn)
+        listener.start()
+    try:
+        yield
+    finally:
+        if listener is not None:
+            await run_in_threadpool(listener.stop)
+        if app.state.engine is not None:  # the app's own connections close with it
+            app.state.engine.dispose()
+
+
 def create_app(settings: Settings | None = None, *, session_factory: Any = None) -> FastAPI:
     """Build the app for ``settings``; tests may hand in their own session factory."""
     settings = settings or Settings()
     app = FastAPI(
+        lifespan=_lifespan,
         title="prolo",
         version="0.1.0",
         description="Clinical platform for prolotherapy practices.",
@@ -139,8 +168,9 @@ def create_app(settings: Settings | None = None, *, session_factory: Any = None)
     )
     app.state.settings = settings
     own_engine = session_factory is None
+    app.state.engine = None
     if session_factory is None:
-        engine = create_db_engine(settings)
+        engine = app.state.engine = create_db_engine(settings)
         session_factory = make_sessionmaker(engine)
         request_factory = make_writer_sessionmaker(engine)
     else:
@@ -150,6 +180,10 @@ def create_app(settings: Settings | None = None, *, session_factory: Any = None)
     # writers; see prolo.db.make_writer_sessionmaker.
     app.state.request_sessionmaker = request_factory
     app.state.db_slots = anyio.Semaphore(settings.db_pool_size) if own_engine else None
+    # Bearer-token principals are cached only where changes can be announced to every
+    # process (PostgreSQL NOTIFY); see prolo.security.principal_cache.
+    caching = own_engine and settings.database_kind == "postgresql"
+    app.state.principal_cache = PrincipalCache() if caching else None
     app.state.login_throttle = LoginThrottle()
     ui.TEMPLATES.env.globals["clinic_tz"] = settings.tz
 

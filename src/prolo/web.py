@@ -92,7 +92,10 @@ def resolve_principal(request: Request, session: Session) -> Principal | None:
         if scheme.lower() != "bearer" or not credentials.strip():
             raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
         principal = security_service.principal_for_token(
-            session=session, secret=credentials.strip(), source_ip=ip
+            session=session,
+            secret=credentials.strip(),
+            source_ip=ip,
+            cache=request.app.state.principal_cache,
         )
         if principal is None:
             raise Unauthenticated("the bearer token is unknown, expired or revoked")
@@ -103,6 +106,21 @@ def resolve_principal(request: Request, session: Session) -> Principal | None:
                 session=session, secret=cookie, source_ip=ip
             )
     request.state.principal = principal
+    return principal
+
+
+def _cached_principal(request: Request) -> Principal | None:
+    cache = request.app.state.principal_cache
+    if cache is None:
+        return None
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    principal = security_service.cached_token_principal(
+        cache, secret=credentials.strip(), source_ip=client_ip(request)
+    )
+    if principal is not None:
+        request.state.principal = principal
     return principal
 
 
@@ -127,8 +145,11 @@ def policy(*roles: str, scope: str | None = None) -> Any:
         public.__prolo_policy__ = (PUBLIC,)  # type: ignore[attr-defined]
         return Depends(public)
 
-    def guard(request: Request, session: DbSession) -> Principal:
-        principal = resolve_principal(request, session)
+    async def guard(request: Request, session: DbSession) -> Principal:
+        # A cached bearer token resolves without I/O, so without a thread-pool trip.
+        principal = _cached_principal(request)
+        if principal is None:
+            principal = await run_in_threadpool(resolve_principal, request, session)
         if principal is None:
             raise Unauthenticated("log in or send a bearer token")
         if AUTHENTICATED not in roles and principal.role not in roles:

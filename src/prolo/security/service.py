@@ -23,6 +23,7 @@ from prolo.security.passwords import (
     verify_password,
 )
 from prolo.security.principal import Principal
+from prolo.security.principal_cache import PrincipalCache
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = dt.timedelta(minutes=15)
@@ -188,7 +189,7 @@ _PRINCIPAL_COLUMNS = (
 # user, both still valid, in one indexed lookup. Core, not ORM: this runs on every
 # authenticated request, and loading two ORM objects cost several times as much.
 _TOKEN_PRINCIPAL = (
-    select(*_PRINCIPAL_COLUMNS, _TOKEN.scopes)
+    select(*_PRINCIPAL_COLUMNS, _TOKEN.scopes, _TOKEN.expires_at)
     .select_from(ApiToken.__table__.join(User.__table__, _TOKEN.user_id == _USER.id))
     .where(
         _TOKEN.token_hash == bindparam("digest"),
@@ -209,13 +210,13 @@ _COOKIE_PRINCIPAL = (
 )
 
 
-def _principal_row(session: Session, statement: Select[Any], secret: str) -> Row[Any] | None:
-    params = {"digest": _digest(secret), "now": utcnow()}
+def _principal_row(session: Session, statement: Select[Any], digest: str) -> Row[Any] | None:
+    params = {"digest": digest, "now": utcnow()}
     return session.connection().execute(statement, params).first()
 
 
 def _principal_of(row: Row[Any], **kw: object) -> Principal:
-    user_id, role, clinic_id, display_name, patient_id, practitioner_id, _ = row
+    user_id, role, clinic_id, display_name, patient_id, practitioner_id = row[:6]
     return Principal(
         user_id=user_id,
         role=role,
@@ -231,7 +232,7 @@ def principal_for_cookie(
     *, session: Session, secret: str, source_ip: str | None
 ) -> Principal | None:
     """The principal behind a session cookie, or None if it is unknown, expired or revoked."""
-    row = _principal_row(session, _COOKIE_PRINCIPAL, secret)
+    row = _principal_row(session, _COOKIE_PRINCIPAL, _digest(secret))
     if row is None:
         return None
     return _principal_of(row, via="session", csrf_token=row.csrf_token, source_ip=source_ip)
@@ -291,18 +292,46 @@ def revoke_api_token(*, session: Session, principal: Principal, token_id: int) -
     )
 
 
-def principal_for_token(
-    *, session: Session, secret: str, source_ip: str | None
+def cached_token_principal(
+    cache: PrincipalCache, *, secret: str, source_ip: str | None
 ) -> Principal | None:
-    """The principal behind a bearer token, or None if unknown, expired or revoked."""
+    """The principal ``cache`` holds for a bearer token, or None (no I/O)."""
+    if not cache.enabled or not secret.startswith(TOKEN_PREFIX):
+        return None
+    return cache.get(_digest(secret), now=utcnow(), source_ip=source_ip)
+
+
+def principal_for_token(
+    *,
+    session: Session,
+    secret: str,
+    source_ip: str | None,
+    cache: PrincipalCache | None = None,
+) -> Principal | None:
+    """The principal behind a bearer token, or None if unknown, expired or revoked.
+
+    With ``cache``, a principal it holds is returned without a query, and one looked
+    up is offered to it (see :mod:`prolo.security.principal_cache` for why that stays
+    correct when a token is revoked).
+    """
     if not secret.startswith(TOKEN_PREFIX):
         return None
-    row = _principal_row(session, _TOKEN_PRINCIPAL, secret)
+    digest = _digest(secret)
+    generation = 0
+    if cache is not None:
+        hit = cache.get(digest, now=utcnow(), source_ip=source_ip)
+        if hit is not None:
+            return hit
+        generation = cache.generation  # before the lookup: see PrincipalCache.put
+    row = _principal_row(session, _TOKEN_PRINCIPAL, digest)
     if row is None:
         return None
-    return _principal_of(
+    principal = _principal_of(
         row, via="token", scopes=frozenset(row.scopes.split()), source_ip=source_ip
     )
+    if cache is not None:
+        cache.put(digest, principal, token_expires=row.expires_at, generation=generation)
+    return principal
 
 
 def enable_totp(*, session: Session, principal: Principal, secret: str, code: str) -> None:
