@@ -5,22 +5,31 @@ fields in a fixed order (:func:`entry_hash`). The log is a set of chains, "lanes
 (64 on PostgreSQL, lane 1 only on SQLite); ``audit_head`` keeps each lane's newest
 entry id and hash, apart from the log:
 
-- A transaction's first entry locks the first lane head no other transaction holds
-  (PostgreSQL ``FOR UPDATE SKIP LOCKED``, which never waits; all busy, it waits for
-  one) and keeps it to its end. Appends to one lane queue, so a lane never forks
-  (under stricter isolation than READ COMMITTED an append fails rather than fork),
-  while concurrent transactions take other lanes: none waits for another's commit.
-  This replaced one transaction-scoped advisory lock for the whole log, which made
-  every audited request wait for the previous one's commit to reach the disk.
-- Ids come from the table's sequence on PostgreSQL (in time order across lanes) and
-  follow lane 1's head on SQLite; each entry names the entry before it in its lane
-  (``prev_id``; entries from before lanes have none and follow id - 1).
-- Within one transaction the lane is remembered, so each further entry costs one
-  conditional ``UPDATE`` of the head and one ``INSERT``; the condition notices when
-  a savepoint rolled entries back underneath, and the slow path then re-reads.
-- Rows go in through the DBAPI cursor as plain tuples: building and flushing ORM
-  objects was most of the cost of an append (``bench/audit.py`` measures it). The
-  returned :class:`AuditEvent` is attached to the session as already persistent.
+- :func:`record` only queues the entry on the connection. The transaction's entries
+  are chained and written together just before it commits (SQLAlchemy's connection
+  ``commit`` event), or earlier: before any statement naming an audit table runs on
+  that connection (a transaction reads its own entries), before a savepoint begins (so
+  rolling one back drops exactly the entries recorded inside it), and when
+  :func:`verify_database` or :func:`flush_pending` asks. Written inside the transaction,
+  before its COMMIT, they commit or vanish with the caller's data; a failed write fails
+  the commit.
+- Writing locks the first lane head no other transaction holds (PostgreSQL ``FOR UPDATE
+  SKIP LOCKED``, which never waits; all busy, it waits for one) and keeps it to the end
+  of the transaction. Appends to one lane queue, so a lane never forks (under stricter
+  isolation than READ COMMITTED an append fails rather than fork), while concurrent
+  transactions take other lanes: none waits for another's commit. This replaced one
+  transaction-scoped advisory lock for the whole log, which made every audited request
+  wait for the previous one's commit.
+- Ids come from the table's sequence on PostgreSQL, taken once the lane is held (so they
+  increase within a lane), and follow lane 1's head on SQLite; each entry names the
+  entry before it in its lane (``prev_id``; entries from before lanes have none and
+  follow id - 1).
+- N entries cost two statements. SQLite: one conditional ``UPDATE`` of the head (from
+  the head this connection saw last; the condition notices another writer or a rolled
+  back savepoint, and the head is then re-read) and one ``executemany`` ``INSERT``.
+  PostgreSQL: one ``SELECT`` locks a lane and takes the ids, one statement moves the head
+  and inserts every entry from a JSON array (psycopg adapting each value was most of
+  the client's cost). The returned :class:`AuditEvent` gets its id and hash when written.
 
 Verification (:func:`verify_database`) streams the log in id order with each hash's
 input built by the database (a few C string functions per row) and hashes it with
@@ -43,7 +52,7 @@ import weakref
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from operator import itemgetter, methodcaller
+from operator import methodcaller
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
@@ -523,10 +532,6 @@ _SQLITE_PREIMAGE = (
     "action, event, entity_type, ifnull(entity_id, 'None'), ifnull(patient_id, 'None'), "
     "outcome, ifnull(source_ip, 'None'), ifnull(detail, 'None')) AS BLOB)"
 )
-# The batch check reads each entry's prev_hash as the first 65 bytes of its hash input
-# (hash and separator) instead of as a column of its own; a prev_hash of another length
-# gets an empty input, so its entry fails the fast path and takes the exact check.
-_SQLITE_INPUT = f"CASE WHEN length(prev_hash) = 64 THEN {_SQLITE_PREIMAGE} ELSE X'' END"
 _POSTGRES_PREIMAGE = (
     "convert_to(concat_ws(chr(31), prev_hash, id::text, "
     "to_char(recorded_at AT TIME ZONE 'UTC', CASE WHEN "
@@ -537,14 +542,13 @@ _POSTGRES_PREIMAGE = (
     "coalesce(entity_id, 'None'), coalesce(patient_id::text, 'None'), outcome, "
     "coalesce(source_ip, 'None'), coalesce(detail, 'None')), 'UTF8')"
 )
-_POSTGRES_INPUT = f"CASE WHEN length(prev_hash) = 64 THEN {_POSTGRES_PREIMAGE} ELSE ''::bytea END"
 # S608: these are built from constants only, never from input. An entry's link is
 # the id of the entry before it in its lane; before lanes, that was simply id - 1.
 _SCAN = {
-    True: "SELECT id, lane, ifnull(prev_id, id - 1), hash, "  # noqa: S608
-    f"{_SQLITE_INPUT} FROM audit_event WHERE id BETWEEN ? AND ? ORDER BY id",
-    False: "SELECT id, lane, coalesce(prev_id, id - 1), hash, "  # noqa: S608
-    f"{_POSTGRES_INPUT} FROM audit_event WHERE id BETWEEN %s AND %s ORDER BY id",
+    True: "SELECT id, lane, ifnull(prev_id, id - 1), prev_hash, hash, "  # noqa: S608
+    f"{_SQLITE_PREIMAGE} FROM audit_event WHERE id BETWEEN ? AND ? ORDER BY id",
+    False: "SELECT id, lane, coalesce(prev_id, id - 1), prev_hash, hash, "  # noqa: S608
+    f"{_POSTGRES_PREIMAGE} FROM audit_event WHERE id BETWEEN %s AND %s ORDER BY id",
 }
 _ONE_ROW = {
     True: f"SELECT {_ENTRY_COLUMNS}, prev_id FROM audit_event WHERE id = ?",  # noqa: S608
@@ -559,7 +563,6 @@ _ENTRY_AT = {
     False: "SELECT lane, hash FROM audit_event WHERE id = %s",
 }
 _HEXDIGEST = methodcaller("hexdigest")
-_LINK_PREFIX = itemgetter(slice(0, 65))  # an entry's prev_hash and the separator after it
 PARALLEL_FROM = 1_000_000  # entries; below this, starting processes costs more than it saves
 Lanes = dict[int, tuple[int, str]]  # lane -> (id, hash) of its last entry checked so far
 
@@ -585,42 +588,24 @@ def _exact_hash(raw: Any, sqlite: bool, entry_id: int, prev_hash: str) -> tuple[
     return _sha(_preimage(prev_hash, row[0], iso, *row[2:13])), str(row[14])
 
 
-def _batch_holds(
-    ids: Sequence[int],
-    lane_ids: Sequence[int],
-    links: Sequence[int],
-    hashes: Sequence[str],
-    inputs: Sequence[bytes],
-    computed: list[str],
-    lanes: Lanes,
-) -> bool:
-    """Whether every entry of the batch links and hashes right (no detail: fast).
-
-    The batch comes as columns (one tuple each), so every comparison is one C-level
-    comparison of whole sequences or strings, never a Python loop over entries.
-    """
-    if computed != list(hashes):
+def _batch_holds(rows: Sequence[Any], computed: list[str], lanes: Lanes) -> bool:
+    """Whether every entry of the batch links and hashes right (no detail: fast)."""
+    if computed != [r[4] for r in rows]:
         return False
-    if len(set(lane_ids)) == 1:  # the usual case: one lane (always so on SQLite)
-        last_id, last_hash = lanes.get(lane_ids[0], (0, GENESIS))
-        if links[0] != last_id or links[1:] != ids[:-1]:
-            return False
-        # Each input starts with its prev_hash (64 characters, checked in SQL) and the
-        # separator: all of them at once must be the previous entries' hashes.
-        expected = SEPARATOR.join((last_hash, *hashes[:-1])) + SEPARATOR
-        return b"".join(map(_LINK_PREFIX, inputs)) == expected.encode()
-    groups: dict[int, list[int]] = {}
-    for i, lane in enumerate(lane_ids):
-        groups.setdefault(lane, []).append(i)
-    for lane, rows in groups.items():
+    groups: dict[int, Sequence[Any]]
+    if len({r[1] for r in rows}) == 1:  # the usual case: one lane (always so on SQLite)
+        groups = {rows[0][1]: rows}
+    else:
+        groups = {}
+        for row in rows:
+            groups.setdefault(row[1], []).append(row)  # type: ignore[attr-defined]
+    for lane, group in groups.items():
         last_id, last_hash = lanes.get(lane, (0, GENESIS))
-        if [links[i] for i in rows] != [last_id, *(ids[i] for i in rows[:-1])]:
+        ids = [r[0] for r in group]
+        if [r[2] for r in group] != [last_id, *ids[:-1]]:
             return False
-        prevs = [inputs[i][:65] for i in rows]
-        expected_prevs = [
-            f"{h}{SEPARATOR}".encode() for h in (last_hash, *(hashes[i] for i in rows[:-1]))
-        ]
-        if prevs != expected_prevs:
+        hashes = [r[4] for r in group]
+        if [r[3] for r in group] != [last_hash, *hashes[:-1]]:
             return False
     return True
 
@@ -632,15 +617,13 @@ def _first_break(
 
     Returns (entries that held before the first break, the break or None).
     """
-    ids, lane_ids, links, hashes, inputs = zip(*rows, strict=True)
-    computed = list(map(_HEXDIGEST, map(hashlib.sha256, inputs)))
-    if _batch_holds(ids, lane_ids, links, hashes, inputs, computed, lanes):
-        for lane, entry_id, stored in zip(lane_ids, ids, hashes, strict=True):
-            lanes[lane] = (entry_id, stored)
+    preimages = [r[5] for r in rows]
+    computed = list(map(_HEXDIGEST, map(hashlib.sha256, preimages)))
+    if _batch_holds(rows, computed, lanes):
+        for row in rows:
+            lanes[row[1]] = (row[0], row[4])
         return len(rows), None
-    for i, (entry_id, lane, link, stored) in enumerate(
-        zip(ids, lane_ids, links, hashes, strict=True)
-    ):
+    for i, (entry_id, lane, link, prev, stored, _) in enumerate(rows):
         last_id, last_hash = lanes.get(lane, (0, GENESIS))
         if link != last_id:
             if link > last_id:
@@ -648,9 +631,7 @@ def _first_break(
                 missing = last_id + 1 if legacy else link  # before lanes, ids had no gaps
                 return i, ChainBreak(missing, f"entry {missing} is missing")
             return i, ChainBreak(entry_id, "its link to the previous entry does not match")
-        if inputs[i][:65] != f"{last_hash}{SEPARATOR}".encode() and (
-            _one_row(raw, sqlite, entry_id)[13] != last_hash  # the stored prev_hash
-        ):
+        if prev != last_hash:
             return i, ChainBreak(entry_id, "its link to the previous entry does not match")
         if computed[i] != stored:
             recomputed, _ = _exact_hash(raw, sqlite, entry_id, last_hash)
