@@ -214,9 +214,7 @@ def _snapshot(bind: Engine) -> Iterator[tuple[Session, int | None]]:
     # A reader, never a writer: a web request's engine begins SQLite transactions
     # with the write lock (prolo.db.make_writer_sessionmaker), which the request
     # itself already holds.
-    options = (
-        {"isolation_level": "REPEATABLE READ"} if postgres else {"sqlite_begin": "DEFERRED"}
-    )
+    options = {"isolation_level": "REPEATABLE READ"} if postgres else {"sqlite_begin": "DEFERRED"}
     with bind.connect() as conn:
         conn = conn.execution_options(**options)
         with Session(bind=conn) as session, session.begin():
