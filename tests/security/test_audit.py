@@ -62,3 +62,13 @@ def test_a_rehashed_forgery_still_breaks_the_next_link(session: Session) -> None
     session.flush()
     _, broken = audit.verify_database(session)
     assert broken is not None and broken.entry_id == entries[2].id
+
+
+def test_reordered_entries_are_named(session: Session) -> None:
+    entries = _write(session, 5)
+    first, second = entries[1].id, entries[2].id
+    for old, new in ((first, -1), (second, first), (-1, second)):  # swap the two rows' ids
+        session.execute(update(AuditEvent).where(AuditEvent.id == old).values(id=new))
+    session.expire_all()
+    _, broken = audit.verify_database(session)
+    assert broken is not None and broken.entry_id == first
