@@ -47,6 +47,7 @@ def test_the_dashboard_shows_figures_pictures_and_evidence(
     assert html.count("<svg") >= 3 and 'role="img"' in html
     assert "Missing follow-ups." in html
     assert "Your results beside the published trials" in html
+    assert "How these figures were computed: from " in html  # kept facts or raw rows
     assert "<script>" not in html and ' style="' not in html  # the CSP forbids inline code
     narrowed = client.get("/outcomes", params={"started_from": "2090-01-01"})
     assert "No treatment course matches this selection" in narrowed.text
