@@ -4,6 +4,7 @@ counted and skipped, unmappable resources reported, re-imports idempotent."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -402,3 +403,28 @@ def test_a_resource_twice_in_one_file_is_kept_once_and_a_taken_identifier_is_ref
         select(Patient.family_name).where(Patient.clinic_id == clinic.id)
     ).all()
     assert sorted(families) == ["First", "Third"]
+
+
+def test_the_cli_validates_with_the_models_when_asked(tmp_path: Path) -> None:
+    """Raw mapping reads only the elements prolo keeps, so an element FHIR does not have
+    passes unnoticed; ``--validate`` checks each resource to be written with the R4B
+    models and reports the one that breaks FHIR's structure."""
+    runner = CliRunner()
+    env = {"PROLO_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    assert runner.invoke(app, ["db", "upgrade"], env=env).exit_code == 0
+    assert runner.invoke(app, ["demo", "--patients", "1"], env=env).exit_code == 0
+    patient = {
+        "resourceType": "Patient",
+        "name": [{"family": "Odd", "given": ["A"]}],
+        "birthDate": "1970-01-01",
+        "shoeSize": 44,  # not a Patient element
+    }
+    for name, flag, counts in (("a", "--no-validate", [1, 0, 0]), ("b", "--validate", [0, 0, 1])):
+        file = tmp_path / f"{name}.ndjson"
+        file.write_text(json.dumps({**patient, "id": name}) + "\n")
+        result = runner.invoke(app, ["import-fhir", str(file), "--quiet", flag], env=env)
+        assert result.exit_code == 0, result.output
+        row = next(line for line in result.output.splitlines() if "Patient " in line)
+        # created, already there, failed
+        assert [int(n) for n in re.findall(r"\d+", row)][:3] == counts, result.output
+    assert "shoeSize" in result.output

@@ -26,6 +26,13 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="name of the system the files come from (for re-imports)")
         ] = "default",
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+        validate: Annotated[
+            bool,
+            typer.Option(
+                help="check each resource to be written against FHIR's structure rules "
+                "(R4B models) first, and report the ones that break them"
+            ),
+        ] = False,
     ) -> None:
         """Import patients, diagnoses, allergies, medications and more from FHIR files.
 
@@ -87,7 +94,7 @@ def register(app: typer.Typer) -> None:
             def tick(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            importer = Importer(factory, principal, source=source, progress=tick)
+            importer = Importer(factory, principal, source=source, progress=tick, validate=validate)
             report = importer.run(path)
         engine.dispose()
 
