@@ -332,3 +332,14 @@ def test_total_none_pages_without_counting(
     assert estimate.json()["total"] == accurate
     bad = client.get("/fhir/Patient?_total=lots", headers=world.headers)
     assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "invalid"
+
+
+def test_bundle_urls_follow_the_host_the_client_used(client: TestClient, world: World) -> None:
+    """Base URLs are remembered per host and scheme: one client's host never leaks into
+    another's links."""
+    for host in ("ehr-a.example.org", "ehr-b.example.org:8443", "ehr-a.example.org"):
+        bundle = client.get(
+            "/fhir/Patient?_count=1", headers={**world.headers, "Host": host}
+        ).json()
+        assert bundle["link"][0]["url"].startswith(f"http://{host}/fhir/Patient?")
+        assert bundle["entry"][0]["fullUrl"].startswith(f"http://{host}/fhir/Patient/")

@@ -76,9 +76,27 @@ FhirPrincipal = Annotated[Principal, policy(*FHIR_ROLES, scope="fhir")]
 BulkPrincipal = Annotated[Principal, policy("admin", "clinician", "patient", scope="bulk")]
 
 
+# Starlette rebuilds the URL from the scope on every call; the few distinct bases a
+# server sees are remembered (bounded: the Host header comes from the client).
+_BASES: dict[tuple[Any, ...], str] = {}
+
+
 def base_url(request: Request) -> str:
     """The FHIR base URL as the client sees it (``http://host/fhir``)."""
-    return str(request.base_url).rstrip("/") + "/fhir"
+    scope = request.scope
+    key = (
+        scope.get("scheme"),
+        request.headers.get("host"),
+        str(scope.get("server")),  # a list under some servers: not hashable
+        scope.get("root_path", ""),
+        scope.get("app_root_path", ""),
+    )
+    found = _BASES.get(key)
+    if found is None:
+        found = str(request.base_url).rstrip("/") + "/fhir"
+        if len(_BASES) < 64:
+            _BASES[key] = found
+    return found
 
 
 def _json_only(request: Request) -> None:
