@@ -17,9 +17,13 @@ themselves is equivalent; a router that relies on include-time behaviour
 
 from __future__ import annotations
 
+import inspect
+
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from prolo.discovery import domain_modules
+from prolo.web import commit_after
 
 
 def _self_contained(router: APIRouter) -> bool:
@@ -29,7 +33,7 @@ def _self_contained(router: APIRouter) -> bool:
 
 
 def include_all(app: FastAPI) -> None:
-    """Mount API routers first, then pages."""
+    """Mount API routers first, then pages; plain ``def`` endpoints commit in their thread."""
     for suffix in ("routes", "pages"):
         for module in domain_modules(suffix):
             router = getattr(module, "router", None)
@@ -39,3 +43,11 @@ def include_all(app: FastAPI) -> None:
                 app.router.routes.extend(router.routes)
             else:
                 app.include_router(router)
+    # FastAPI calls ``dependant.call`` at request time (the declared endpoint stays as
+    # it was for the schema); tests/test_routes.py checks every plain endpoint is wrapped.
+    for route in app.router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        call = route.dependant.call
+        if call is not None and not inspect.iscoroutinefunction(call):
+            route.dependant.call = commit_after(call)
