@@ -167,7 +167,7 @@ def policy(*roles: str, scope: str | None = None) -> Any:
 
     if roles == (PUBLIC,):
 
-        def public(request: Request) -> None:
+        async def public(request: Request) -> None:  # no I/O: no thread-pool trip
             request.state.policy = PUBLIC
 
         public.__prolo_policy__ = (PUBLIC,)  # type: ignore[attr-defined]
