@@ -11,9 +11,9 @@ Contract:
   ``same-origin`` referrer headers, and ``Cache-Control: no-store`` unless the
   handler set its own ``Cache-Control`` (health data must not sit in caches);
 - ``request.state.principal`` starts as None and ``request.state.login_csrf`` holds
-  the browser's login CSRF token (from its cookie, or a fresh one); a fresh one is
-  sent as an HttpOnly, SameSite=Strict cookie, except on machine paths (API, FHIR,
-  CDS Hooks, health, static files) where no login form is ever shown.
+  the browser's login CSRF token (from its cookie, or a fresh one, sent as an
+  HttpOnly, SameSite=Strict cookie); on machine paths (API, FHIR, CDS Hooks, health,
+  static files), where no login form is ever shown, it is empty and no cookie is set.
 """
 
 from __future__ import annotations
@@ -68,10 +68,14 @@ class SecurityHeaders:
             return
         state: dict[str, Any] = scope.setdefault("state", {})
         state["principal"] = None
-        token = _cookie(scope["headers"], LOGIN_CSRF_COOKIE)
-        fresh = token is None
-        state["login_csrf"] = token = token or secrets.token_urlsafe(24)
-        set_cookie = fresh and not scope["path"].startswith(MACHINE_PATHS)
+        if scope["path"].startswith(MACHINE_PATHS):
+            # No login form is ever shown here: no token to read or make.
+            state["login_csrf"] = ""
+            set_cookie = False
+        else:
+            token = _cookie(scope["headers"], LOGIN_CSRF_COOKIE)
+            set_cookie = token is None
+            state["login_csrf"] = token = token or secrets.token_urlsafe(24)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
