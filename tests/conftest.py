@@ -32,11 +32,15 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
-def fresh_postgres_url() -> str:
-    """A new, empty PostgreSQL database for this test run; fails in CI, skips elsewhere."""
+def fresh_postgres_url(suffix: str = "") -> str:
+    """A new, empty PostgreSQL database for this test run; fails in CI, skips elsewhere.
+
+    ``suffix`` names a database of a test's own (for committed data) beside the
+    session's shared one.
+    """
     if PG_URL is None:
         pytest.skip("PostgreSQL tests run when PROLO_TEST_POSTGRES_URL is set (CI sets it)")
-    name = f"prolo_test_{_worker()}"
+    name = f"prolo_test_{_worker()}" + (f"_{suffix}" if suffix else "")
     admin_url = make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")

@@ -9,13 +9,11 @@ transaction: the refresh reads committed data only, on its own connection.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, delete, func, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from prolo.courses.models import TreatmentCourse
@@ -34,25 +32,14 @@ from prolo.portal.models import FlareDiaryEntry, QuestionnaireResponse, Score
 from prolo.scheduling.models import Appointment
 from prolo.settings import Settings
 from prolo.synth import SynthConfig, generate
-from tests.conftest import PG_URL
+from tests.conftest import fresh_postgres_url
 
 TODAY = dt.date(2026, 6, 1)
 RULES = instrument_rules()
 
 
 def _postgres_url() -> str:
-    if PG_URL is None:
-        pytest.skip("PostgreSQL tests run when PROLO_TEST_POSTGRES_URL is set (CI sets it)")
-    name = f"prolo_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_kept"
-    admin = create_engine(
-        make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return str(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
+    return fresh_postgres_url("kept")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, delete, func, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from prolo.db import create_db_engine, make_sessionmaker
@@ -20,7 +19,7 @@ from prolo.migrate import upgrade
 from prolo.security import audit
 from prolo.security.models import AuditEvent, AuditHead
 from prolo.settings import Settings
-from tests.conftest import PG_URL, _worker
+from tests.conftest import fresh_postgres_url
 
 ACTOR = audit.Actor(user_id=3, role="clinician", clinic_id=1, source_ip="192.0.2.7")
 
@@ -202,18 +201,7 @@ def test_any_content_verifies_and_any_edit_is_named(
 
 
 def _own_postgres(suffix: str) -> str:
-    if PG_URL is None:
-        pytest.skip("PostgreSQL tests run when PROLO_TEST_POSTGRES_URL is set")
-    name = f"prolo_test_{_worker()}_{suffix}"
-    admin = create_engine(
-        make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    return fresh_postgres_url(suffix)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

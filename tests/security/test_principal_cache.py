@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from prolo.app import create_app
 from prolo.db import create_db_engine, make_sessionmaker, unit_of_work
@@ -18,7 +15,7 @@ from prolo.migrate import upgrade
 from prolo.security.principal import Principal
 from prolo.security.principal_cache import PrincipalCache
 from prolo.settings import Settings
-from tests.conftest import CI, PG_URL
+from tests.conftest import fresh_postgres_url
 from tests.factories import make_clinic, make_patient, make_user, token_for
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -77,28 +74,13 @@ def test_sqlite_apps_do_not_cache(tmp_path: object) -> None:
 
 
 @pytest.fixture
-def listening_db() -> Iterator[str]:
+def listening_db() -> str:
     """A migrated PostgreSQL database of this test's own (its data is committed)."""
-    if PG_URL is None:
-        if CI:
-            pytest.fail("CI must run the PostgreSQL cache test")
-        pytest.skip("PostgreSQL tests run when PROLO_TEST_POSTGRES_URL is set (CI sets it)")
-    name = f"prolo_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_listen"
-    admin = create_engine(
-        make_url(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1)),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    url = fresh_postgres_url("listen")
     engine = create_db_engine(Settings(env="test", database_url=url))
     upgrade(engine)
     engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    return url
 
 
 def _wait_for(condition: object, seconds: float = 5.0) -> bool:
