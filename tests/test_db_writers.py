@@ -161,3 +161,39 @@ def test_a_burst_beyond_the_pool_and_thread_pool_queues_instead_of_deadlocking(
         server.should_exit = True
         thread.join(10)
     assert statuses == [200] * 48
+
+
+def test_the_event_loop_thread_never_waits_for_the_writer_lock(file_engine: Engine) -> None:
+    """An async handler using its session on the loop must not block the loop while a
+    writer holds the lock (that writer may need the loop to finish): it begins as a
+    reader at once instead."""
+    import asyncio
+    import time
+
+    factory = make_writer_sessionmaker(file_engine)
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with unit_of_work(factory) as session:
+            session.execute(text("UPDATE counter SET n = n + 1"))
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert held.wait(5)
+
+    async def on_the_loop() -> tuple[int, float]:
+        start = time.monotonic()
+        with unit_of_work(factory) as session:
+            n = session.execute(text("SELECT n FROM counter")).scalar_one()
+        return n, time.monotonic() - start
+
+    try:
+        n, waited = asyncio.run(on_the_loop())
+    finally:
+        release.set()
+        thread.join(10)
+    assert n == 0  # the holder's write is not committed yet
+    assert waited < 1.0  # not the 5 s lock timeout

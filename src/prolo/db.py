@@ -8,6 +8,7 @@ power cut, and a busy timeout so concurrent writers wait instead of failing.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 from collections.abc import Iterator
@@ -93,6 +94,14 @@ def _pool_options(settings: Settings) -> dict[str, Any]:
     return {"pool_size": settings.db_pool_size, "max_overflow": POOL_OVERFLOW}
 
 
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
     """An engine for ``settings.database_url`` with prolo's connection settings."""
     url = sqlalchemy_url(settings.database_url)
@@ -140,7 +149,15 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
             if mode != "IMMEDIATE":
                 conn.exec_driver_sql(f"BEGIN {mode}")
                 return
-            if not writer.acquire(timeout=wait_s):
+            if _on_event_loop():
+                # An async handler using its session on the event loop thread must not
+                # block it: the writer holding the lock may need the loop to finish
+                # (its next thread-pool trip is scheduled there). Without the lock at
+                # once, begin as a reader, as before writer sessions existed.
+                if not writer.acquire(blocking=False):
+                    conn.exec_driver_sql("BEGIN DEFERRED")
+                    return
+            elif not writer.acquire(timeout=wait_s):
                 raise TooManyRequests("the database is busy; try again shortly")
             conn.info[_HOLDS_WRITER] = True
             try:
