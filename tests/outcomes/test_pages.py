@@ -51,6 +51,14 @@ def test_the_dashboard_shows_figures_pictures_and_evidence(
     assert "<script>" not in html and ' style="' not in html  # the CSP forbids inline code
     narrowed = client.get("/outcomes", params={"started_from": "2090-01-01"})
     assert "No treatment course matches this selection" in narrowed.text
+    # The published evidence for a chosen condition shows even with no courses of its own.
+    knee = client.get(
+        "/outcomes",
+        params={"started_from": "2090-01-01", "condition": "knee-osteoarthritis"},
+    )
+    assert "No treatment course matches this selection" in knee.text
+    assert "Your results beside the published trials" in knee.text
+    assert "Pooled mean difference" in knee.text
     wrong = client.get("/outcomes", params={"started_from": "31/31/2020"})
     assert wrong.status_code == 422 and 'aria-invalid="true"' in wrong.text
 
