@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from starlette.datastructures import FormData
 
 from prolo.errors import Forbidden
 from prolo.security.principal import Principal
@@ -106,3 +107,14 @@ def check_csrf(principal: Principal, submitted: str | None) -> None:
     expected = principal.csrf_token or ""
     if not submitted or not expected or not hmac.compare_digest(expected, submitted):
         raise Forbidden("the form expired or did not come from this site: reload and try again")
+
+
+async def _posted_form(request: Request) -> FormData:
+    return await request.form()
+
+
+# A posted form, parsed before the handler runs, so that page handlers can be plain
+# ``def`` functions: FastAPI runs those in its thread pool, where their database work
+# belongs (an ``async def`` handler would do it on the event loop and stall every other
+# request meanwhile).
+PostedForm = Annotated[FormData, Depends(_posted_form)]

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from prolo import ui
 from prolo.clinic.models import Practitioner
@@ -25,6 +26,7 @@ from prolo.scheduling import service as scheduling
 from prolo.scheduling.schemas import ScheduleCourseIn
 from prolo.scheduling.slots import WEEKDAY_NAMES, local_to_utc
 from prolo.security.principal import Principal
+from prolo.ui import PostedForm
 from prolo.web import DbSession, policy
 
 router = APIRouter(include_in_schema=False)
@@ -67,8 +69,7 @@ def _scheduler(session: WriteSession, principal: Clinical) -> Principal:
 Scheduler = Annotated[Principal, Depends(_scheduler)]
 
 
-async def _form(request: Request) -> tuple[dict[str, str], list[str], list[str]]:
-    form = await request.form()
+def _form(form: FormData) -> tuple[dict[str, str], list[str], list[str]]:
     values = {k: v for k, v in form.items() if isinstance(v, str)}
     acknowledged = [v for v in form.getlist("acknowledged") if isinstance(v, str)]
     weekdays = [v for v in form.getlist("weekdays") if isinstance(v, str)]
@@ -186,8 +187,10 @@ def new_course_form(
 
 
 @router.post("/courses/new", response_class=HTMLResponse)
-async def plan_course(request: Request, session: DbSession, principal: Clinical) -> Response:
-    values, _, _ = await _form(request)
+def plan_course(
+    request: Request, session: DbSession, principal: Clinical, posted_form: PostedForm
+) -> Response:
+    values, _, _ = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     try:
         data = CourseIn.model_validate({k: v for k, v in values.items() if v != ""})
@@ -311,10 +314,14 @@ def course_page(
 
 
 @router.post("/courses/{course_id}/edit", response_class=HTMLResponse)
-async def edit_course(
-    request: Request, session: DbSession, principal: Clinical, course_id: IdPath
+def edit_course(
+    request: Request,
+    session: DbSession,
+    principal: Clinical,
+    course_id: IdPath,
+    posted_form: PostedForm,
 ) -> Response:
-    values, _, _ = await _form(request)
+    values, _, _ = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     course = service.access_course_by_id(session=session, principal=principal, course_id=course_id)
     try:
@@ -337,10 +344,14 @@ async def edit_course(
 
 
 @router.post("/courses/{course_id}/status", response_class=HTMLResponse)
-async def change_status(
-    request: Request, session: WriteSession, principal: Scheduler, course_id: IdPath
+def change_status(
+    request: Request,
+    session: WriteSession,
+    principal: Scheduler,
+    course_id: IdPath,
+    posted_form: PostedForm,
 ) -> Response:
-    values, _, _ = await _form(request)
+    values, _, _ = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     course = service.access_course_by_id(session=session, principal=principal, course_id=course_id)
     try:
@@ -366,10 +377,14 @@ async def change_status(
 
 
 @router.post("/courses/{course_id}/consent", response_class=HTMLResponse)
-async def record_consent(
-    request: Request, session: DbSession, principal: Clinical, course_id: IdPath
+def record_consent(
+    request: Request,
+    session: DbSession,
+    principal: Clinical,
+    course_id: IdPath,
+    posted_form: PostedForm,
 ) -> Response:
-    values, acknowledged, _ = await _form(request)
+    values, acknowledged, _ = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     course = service.access_course_by_id(session=session, principal=principal, course_id=course_id)
     try:
@@ -416,21 +431,29 @@ async def record_consent(
 
 
 @router.post("/courses/{course_id}/consent/withdraw", response_class=HTMLResponse)
-async def withdraw_consent(
-    request: Request, session: DbSession, principal: Clinical, course_id: IdPath
+def withdraw_consent(
+    request: Request,
+    session: DbSession,
+    principal: Clinical,
+    course_id: IdPath,
+    posted_form: PostedForm,
 ) -> Response:
-    values, _, _ = await _form(request)
+    values, _, _ = _form(posted_form)
     ui.check_csrf(principal, values.get("csrf_token"))
     service.withdraw_consent(session=session, principal=principal, course_id=course_id)
     return ui.redirect(f"/courses/{course_id}?done=withdrawn#consent")
 
 
 @router.post("/courses/{course_id}/schedule", response_class=HTMLResponse)
-async def schedule_course(
-    request: Request, session: WriteSession, principal: Scheduler, course_id: IdPath
+def schedule_course(
+    request: Request,
+    session: WriteSession,
+    principal: Scheduler,
+    course_id: IdPath,
+    posted_form: PostedForm,
 ) -> Response:
     """Plan (preview) or book the course's remaining sessions from the course page."""
-    values, _, weekdays = await _form(request)
+    values, _, weekdays = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     course = service.access_course_by_id(session=session, principal=principal, course_id=course_id)
     dry_run = values.get("action") != "book"

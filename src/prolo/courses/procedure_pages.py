@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from prolo import ui
 from prolo.clinic.models import Practitioner
@@ -32,6 +33,7 @@ from prolo.patients import service as patients
 from prolo.patients.models import Patient
 from prolo.scheduling.models import Appointment
 from prolo.security.principal import Principal
+from prolo.ui import PostedForm
 from prolo.web import DbSession, RowId, policy
 
 router = APIRouter(include_in_schema=False)
@@ -65,8 +67,7 @@ DECISION_LABELS = {
 }
 
 
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
+def _form(form: FormData) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
@@ -417,13 +418,14 @@ def new_procedure_form(
 
 
 @router.post("/procedures/new", response_class=HTMLResponse)
-async def create_procedure(
+def create_procedure(
     request: Request,
     session: DbSession,
     principal: Keeper,
     patient_id: Annotated[int, Query(ge=1, le=2_147_483_647)],
+    posted_form: PostedForm,
 ) -> Response:
-    values = await _form(request)
+    values = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     procedures._require_keeper(principal)
     patient = patients.access_patient_by_id(
@@ -533,10 +535,14 @@ def edit_procedure_form(
 
 
 @router.post("/procedures/{procedure_id}/edit", response_class=HTMLResponse)
-async def edit_procedure(
-    request: Request, session: DbSession, principal: Keeper, procedure_id: RowId
+def edit_procedure(
+    request: Request,
+    session: DbSession,
+    principal: Keeper,
+    procedure_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
-    values = await _form(request)
+    values = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     procedure = procedures.access_procedure_by_id(
         session=session, principal=principal, procedure_id=procedure_id
@@ -557,10 +563,14 @@ async def edit_procedure(
 
 
 @router.post("/procedures/{procedure_id}/sign", response_class=HTMLResponse)
-async def sign_procedure(
-    request: Request, session: DbSession, principal: Keeper, procedure_id: RowId
+def sign_procedure(
+    request: Request,
+    session: DbSession,
+    principal: Keeper,
+    procedure_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
-    values = await _form(request)
+    values = _form(posted_form)
     ui.check_csrf(principal, values.get("csrf_token"))
     savepoint = session.begin_nested()  # a refused signature leaves nothing behind
     try:
@@ -605,10 +615,14 @@ def amend_procedure_form(
 
 
 @router.post("/procedures/{procedure_id}/amend", response_class=HTMLResponse)
-async def amend_procedure(
-    request: Request, session: DbSession, principal: Keeper, procedure_id: RowId
+def amend_procedure(
+    request: Request,
+    session: DbSession,
+    principal: Keeper,
+    procedure_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
-    values = await _form(request)
+    values = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     procedure = procedures.access_procedure_by_id(
         session=session, principal=principal, procedure_id=procedure_id
@@ -628,10 +642,14 @@ async def amend_procedure(
 
 
 @router.post("/procedures/{procedure_id}/discard", response_class=HTMLResponse)
-async def discard_procedure(
-    request: Request, session: DbSession, principal: Keeper, procedure_id: RowId
+def discard_procedure(
+    request: Request,
+    session: DbSession,
+    principal: Keeper,
+    procedure_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
-    values = await _form(request)
+    values = _form(posted_form)
     ui.check_csrf(principal, values.get("csrf_token"))
     procedure = procedures.access_procedure_by_id(
         session=session, principal=principal, procedure_id=procedure_id

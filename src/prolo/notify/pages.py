@@ -12,6 +12,7 @@ from prolo.errors import AppError
 from prolo.notify import feeds
 from prolo.notify.routes import feed_url
 from prolo.security.principal import Principal
+from prolo.ui import PostedForm
 from prolo.web import DbSession, RowId, policy
 
 router = APIRouter(include_in_schema=False)
@@ -45,10 +46,10 @@ def calendar_feed_page(request: Request, session: DbSession, principal: Owner) -
 
 
 @router.post("/calendar-feed", response_class=HTMLResponse)
-async def create_calendar_feed(
-    request: Request, session: DbSession, principal: Owner
+def create_calendar_feed(
+    request: Request, session: DbSession, principal: Owner, posted_form: PostedForm
 ) -> HTMLResponse:
-    form = await request.form()
+    form = posted_form
     token_field = form.get("csrf_token")
     ui.check_csrf(principal, token_field if isinstance(token_field, str) else None)
     try:
@@ -59,10 +60,10 @@ async def create_calendar_feed(
 
 
 @router.post("/calendar-feed/{feed_id}/revoke", response_class=HTMLResponse)
-async def revoke_calendar_feed(
-    request: Request, session: DbSession, principal: Owner, feed_id: RowId
+def revoke_calendar_feed(
+    request: Request, session: DbSession, principal: Owner, feed_id: RowId, posted_form: PostedForm
 ) -> Response:
-    form = await request.form()
+    form = posted_form
     token_field = form.get("csrf_token")
     ui.check_csrf(principal, token_field if isinstance(token_field, str) else None)
     feeds.revoke_feed(session=session, principal=principal, feed_id=feed_id)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.datastructures import FormData
 
 from prolo import ui
 from prolo.errors import AppError
@@ -15,6 +16,7 @@ from prolo.patients import service
 from prolo.patients.models import Patient
 from prolo.patients.schemas import AllergyIn, DiagnosisIn, MedicationIn, PatientIn
 from prolo.security.principal import Principal
+from prolo.ui import PostedForm
 from prolo.web import DbSession, RowId, policy
 
 
@@ -39,8 +41,7 @@ ChartWriter = Annotated[Principal, policy("admin", "clinician")]
 PAGE_SIZE = 25
 
 
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
+def _form(form: FormData) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
@@ -84,8 +85,10 @@ def _patient_values(patient: Patient) -> dict[str, Any]:
 
 
 @router.post("/patients/new", response_class=HTMLResponse)
-async def register_patient(request: Request, session: DbSession, principal: Staff) -> Response:
-    values = await _form(request)
+def register_patient(
+    request: Request, session: DbSession, principal: Staff, posted_form: PostedForm
+) -> Response:
+    values = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     try:
         data = PatientIn.model_validate(values)
@@ -163,10 +166,14 @@ def edit_patient_form(
 
 
 @router.post("/patients/{patient_id}/edit", response_class=HTMLResponse)
-async def edit_patient(
-    request: Request, session: DbSession, principal: Staff, patient_id: RowId
+def edit_patient(
+    request: Request,
+    session: DbSession,
+    principal: Staff,
+    patient_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
-    values = await _form(request)
+    values = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     patient = service.access_patient_by_id(
         session=session, principal=principal, patient_id=patient_id
@@ -207,11 +214,16 @@ _ADDERS: dict[str, tuple[type[BaseModel], Any]] = {
 
 
 @router.post("/patients/{patient_id}/{kind:chartlist}", response_class=HTMLResponse)
-async def add_chart_entry(
-    request: Request, session: DbSession, principal: ChartWriter, patient_id: RowId, kind: str
+def add_chart_entry(
+    request: Request,
+    session: DbSession,
+    principal: ChartWriter,
+    patient_id: RowId,
+    kind: str,
+    posted_form: PostedForm,
 ) -> Response:
     """Add a diagnosis, allergy or medication from the chart's inline forms."""
-    values = await _form(request)
+    values = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     schema, add = _ADDERS[kind]
     try:
@@ -245,16 +257,17 @@ async def add_chart_entry(
 @router.post(
     "/patients/{patient_id}/{kind:chartlist}/{entry_id}/delete", response_class=HTMLResponse
 )
-async def remove_chart_entry(
+def remove_chart_entry(
     request: Request,
     session: DbSession,
     principal: ChartWriter,
     patient_id: RowId,
     kind: str,
     entry_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
     singular = {"diagnoses": "diagnosis", "allergies": "allergy", "medications": "medication"}
-    values = await _form(request)
+    values = _form(posted_form)
     ui.check_csrf(principal, values.get("csrf_token"))
     service.remove_chart_entry(
         session=session,

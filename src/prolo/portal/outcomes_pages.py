@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.datastructures import FormData
 
 from prolo import ui
 from prolo.errors import AppError
@@ -16,6 +17,7 @@ from prolo.knowledge.safety import WarningSign, load_safety_rules
 from prolo.portal import diary, links, service
 from prolo.portal.pages import flare_chart, trajectories_for
 from prolo.security.principal import Principal
+from prolo.ui import PostedForm
 from prolo.web import DbSession, RowId, policy
 
 router = APIRouter(include_in_schema=False)
@@ -23,8 +25,7 @@ Clinical = Annotated[Principal, policy("admin", "clinician")]
 Staff = Annotated[Principal, policy("admin", "clinician", "front_desk")]
 
 
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
+def _form(form: FormData) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
@@ -86,11 +87,15 @@ def patient_outcomes(
 
 
 @router.post("/patients/{patient_id}/outcomes/request", response_class=HTMLResponse)
-async def request_questionnaire(
-    request: Request, session: DbSession, principal: Clinical, patient_id: RowId
+def request_questionnaire(
+    request: Request,
+    session: DbSession,
+    principal: Clinical,
+    patient_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
     """Ask the patient to answer an instrument now (it shows as due in their portal)."""
-    form = await _form(request)
+    form = _form(posted_form)
     ui.check_csrf(principal, form.get("csrf_token"))
     try:
         service.request_questionnaire(
@@ -109,11 +114,15 @@ async def request_questionnaire(
 
 
 @router.post("/patients/{patient_id}/outcomes/link", response_class=HTMLResponse)
-async def send_link(
-    request: Request, session: DbSession, principal: Clinical, patient_id: RowId
+def send_link(
+    request: Request,
+    session: DbSession,
+    principal: Clinical,
+    patient_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
     """Create a single-use portal link and show it once, to copy into a message."""
-    form = await _form(request)
+    form = _form(posted_form)
     ui.check_csrf(principal, form.get("csrf_token"))
     settings = request.app.state.settings
     token, row = links.issue_link(
@@ -141,11 +150,15 @@ def clinic_alerts(request: Request, session: DbSession, principal: Clinical) -> 
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_class=HTMLResponse)
-async def acknowledge(
-    request: Request, session: DbSession, principal: Clinical, alert_id: RowId
+def acknowledge(
+    request: Request,
+    session: DbSession,
+    principal: Clinical,
+    alert_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
     """Mark an alert as handled; back to where the button was."""
-    form = await _form(request)
+    form = _form(posted_form)
     ui.check_csrf(principal, form.get("csrf_token"))
     diary.acknowledge_alert(session=session, principal=principal, alert_id=alert_id)
     back = form.get("next", "/alerts")

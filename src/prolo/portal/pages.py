@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
+from starlette.datastructures import FormData
 
 from prolo import ui
 from prolo.db import utcnow
@@ -37,6 +38,7 @@ from prolo.portal.models import FlareDiaryEntry, QuestionnaireResponse
 from prolo.portal.schemas import DiaryEntryIn, ResponseIn
 from prolo.scheduling.models import Appointment
 from prolo.security.principal import Principal
+from prolo.ui import PostedForm
 from prolo.web import DbSession, RowId, client_ip, policy, resolve_principal
 
 router = APIRouter(include_in_schema=False)
@@ -72,8 +74,7 @@ def _patient_id(principal: Principal) -> int:
     return principal.patient_id
 
 
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
+def _form(form: FormData) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
@@ -244,15 +245,16 @@ def questionnaire_form(
 
 
 @router.post("/portal/questionnaires/{instrument_id}", response_class=HTMLResponse)
-async def questionnaire_submit(
+def questionnaire_submit(
     request: Request,
     session: DbSession,
     principal: PortalPatient,
     instrument_id: Annotated[str, Path(max_length=40)],
+    posted_form: PostedForm,
 ) -> Response:
     """Save the answers as a draft, move one question on or back, or submit to be scored."""
     instrument = _instrument(instrument_id)
-    form = await _form(request)
+    form = _form(posted_form)
     ui.check_csrf(principal, form.get("csrf_token"))
     patient_id = _patient_id(principal)
     timepoint = _timepoint(form.get("timepoint", "ad_hoc"))
@@ -538,11 +540,15 @@ def diary_form(
 
 
 @router.post("/portal/diary/{appointment_id}", response_class=HTMLResponse)
-async def diary_save(
-    request: Request, session: DbSession, principal: PortalPatient, appointment_id: RowId
+def diary_save(
+    request: Request,
+    session: DbSession,
+    principal: PortalPatient,
+    appointment_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
     """Save a diary day; warning signs alert the clinic and tell the patient to call."""
-    form = await _form(request)
+    form = _form(posted_form)
     ui.check_csrf(principal, form.get("csrf_token"))
     values = {k: v for k, v in form.items() if k != "csrf_token"}
     day_raw = form.get("day", "")
@@ -629,9 +635,9 @@ def open_link(request: Request, session: DbSession, token: str) -> HTMLResponse:
 
 
 @router.post("/portal/link/{token}", response_class=HTMLResponse, dependencies=[policy("public")])
-async def use_link(request: Request, session: DbSession, token: str) -> Response:
+def use_link(request: Request, session: DbSession, token: str, posted_form: PostedForm) -> Response:
     """Use the link once and start a short portal visit."""
-    form = await _form(request)
+    form = _form(posted_form)
     cookie_token = request.cookies.get("prolo_csrf", "")
     if not cookie_token or not hmac.compare_digest(cookie_token, form.get("csrf_token", "")):
         raise Forbidden("the page expired: open the link from your message again")
@@ -656,9 +662,9 @@ async def use_link(request: Request, session: DbSession, token: str) -> Response
 
 
 @router.post("/portal/visit/end", dependencies=[policy("public")])
-async def end_visit(request: Request, session: DbSession) -> Response:
+def end_visit(request: Request, session: DbSession, posted_form: PostedForm) -> Response:
     """End a link visit now (the 'Leave' button)."""
-    form = await _form(request)
+    form = _form(posted_form)
     secret = request.cookies.get(links.VISIT_COOKIE)
     if secret:
         visit = links.principal_for_visit(session=session, secret=secret, source_ip=None)

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from prolo import ui
 from prolo.clinic.models import Practitioner, Room
@@ -29,6 +30,7 @@ from prolo.scheduling.models import ACTIVE_STATUSES, Appointment
 from prolo.scheduling.schemas import EARLIEST_DAY, LATEST_DAY, AppointmentIn, RescheduleIn
 from prolo.scheduling.slots import local_to_utc, working_intervals
 from prolo.security.principal import CLINICAL, Principal
+from prolo.ui import PostedForm
 from prolo.web import DbSession, policy
 
 router = APIRouter(include_in_schema=False)
@@ -84,8 +86,7 @@ ui.TEMPLATES.env.globals["kind_labels"] = KIND_LABELS
 ui.TEMPLATES.env.globals["status_labels"] = STATUS_LABELS
 
 
-async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
+def _form(form: FormData) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
@@ -507,8 +508,10 @@ def book_form(
 
 
 @router.post("/calendar/book", response_class=HTMLResponse)
-async def book(request: Request, session: WriteSession, principal: Booker) -> Response:
-    values = await _form(request)
+def book(
+    request: Request, session: WriteSession, principal: Booker, posted_form: PostedForm
+) -> Response:
+    values = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     zone = service.clinic_zone(session, principal.clinic_id)
     errors: dict[str, str] = {}
@@ -633,17 +636,18 @@ _DONE = {"cancel": "cancelled", "no-show": "noshow", "arrive": "arrived", "fulfi
 
 
 @router.post("/calendar/appointments/{appointment_id}/{action}", response_class=HTMLResponse)
-async def appointment_action(
+def appointment_action(
     request: Request,
     session: WriteSession,
     principal: Booker,
     appointment_id: IdPath,
     action: str,
+    posted_form: PostedForm,
 ) -> Response:
     """Reschedule, cancel, mark arrived, no-show or done, from the appointment page."""
     if action not in (*_ACTIONS, "reschedule"):
         raise NotFound("no such action")
-    values = await _form(request)
+    values = _form(posted_form)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     appointment = service.access_appointment_by_id(
         session=session, principal=principal, appointment_id=appointment_id
@@ -752,13 +756,14 @@ def my_appointments(
 
 
 @router.post("/my/appointments/{appointment_id}/cancel", response_class=HTMLResponse)
-async def cancel_my_appointment(
+def cancel_my_appointment(
     request: Request,
     session: WriteSession,
     principal: PatientWriter,
     appointment_id: IdPath,
+    posted_form: PostedForm,
 ) -> Response:
-    values = await _form(request)
+    values = _form(posted_form)
     ui.check_csrf(principal, values.get("csrf_token"))
     try:
         service.cancel_appointment(

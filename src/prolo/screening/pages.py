@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from prolo import ui
 from prolo.clinic.models import Clinic
@@ -41,14 +42,14 @@ from prolo.screening.schemas import (
     form_values,
 )
 from prolo.security.principal import Principal
+from prolo.ui import PostedForm
 from prolo.web import DbSession, RowId, policy, resolve_principal
 
 router = APIRouter(include_in_schema=False)
 Screener = Annotated[Principal, policy("admin", "clinician")]
 
 
-async def _posted(request: Request) -> dict[str, list[str]]:
-    form = await request.form()
+def _posted(form: FormData) -> dict[str, list[str]]:
     posted: dict[str, list[str]] = {}
     for key, value in form.multi_items():
         if isinstance(value, str):
@@ -171,10 +172,10 @@ def self_check_form(
 
 
 @router.post("/self-check", response_class=HTMLResponse, dependencies=[policy("public")])
-async def self_check(request: Request, session: DbSession) -> HTMLResponse:
+def self_check(request: Request, session: DbSession, posted_form: PostedForm) -> HTMLResponse:
     """Screen the answers and explain the result in plain words; nothing is stored."""
     rules = load_safety_rules()
-    posted = await _posted(request)
+    posted = _posted(posted_form)
     principal = resolve_principal(request, session)
     values = _flat(posted)
     submitted = values.pop("csrf_token", "")
@@ -264,12 +265,16 @@ def patient_screening(
 
 # A third path segment keeps this clear of the chart's /patients/{id}/{list} form posts.
 @router.post("/patients/{patient_id}/screening/new", response_class=HTMLResponse)
-async def screen_patient(
-    request: Request, session: DbSession, principal: Screener, patient_id: RowId
+def screen_patient(
+    request: Request,
+    session: DbSession,
+    principal: Screener,
+    patient_id: RowId,
+    posted_form: PostedForm,
 ) -> Response:
     """Screen the patient from the form and store the result on their record."""
     rules = load_safety_rules()
-    posted = await _posted(request)
+    posted = _posted(posted_form)
     values = _flat(posted)
     ui.check_csrf(principal, values.pop("csrf_token", None))
     # With errors the view below re-checks access, so another clinic's patient stays a 404.

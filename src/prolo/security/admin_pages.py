@@ -12,6 +12,7 @@ from prolo.errors import AppError
 from prolo.security import service
 from prolo.security.models import User
 from prolo.security.principal import Principal
+from prolo.ui import PostedForm
 from prolo.web import DbSession, RowId, policy
 
 router = APIRouter(include_in_schema=False)
@@ -51,8 +52,10 @@ def admin_home(request: Request, session: DbSession, principal: Admin) -> HTMLRe
 
 
 @router.post("/admin/tokens", response_class=HTMLResponse)
-async def create_token(request: Request, session: DbSession, principal: Admin) -> Response:
-    form = await request.form()
+def create_token(
+    request: Request, session: DbSession, principal: Admin, posted_form: PostedForm
+) -> Response:
+    form = posted_form
     ui.check_csrf(principal, str(form.get("csrf_token", "")))
     values = {k: str(v) for k, v in form.items() if k != "csrf_token"}
     scopes = tuple(str(s) for s in form.getlist("scopes"))
@@ -99,10 +102,10 @@ async def create_token(request: Request, session: DbSession, principal: Admin) -
 
 
 @router.post("/admin/tokens/{token_id}/revoke", response_class=HTMLResponse)
-async def revoke_token(
-    request: Request, session: DbSession, principal: Admin, token_id: RowId
+def revoke_token(
+    request: Request, session: DbSession, principal: Admin, token_id: RowId, posted_form: PostedForm
 ) -> Response:
-    form = await request.form()
+    form = posted_form
     ui.check_csrf(principal, str(form.get("csrf_token", "")))
     service.revoke_api_token(session=session, principal=principal, token_id=token_id)
     return ui.redirect("/admin#tokens")
