@@ -212,6 +212,36 @@ def plan_course(
     return ui.redirect(f"/courses/{course.id}")
 
 
+def _refused(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    course: TreatmentCourse,
+    exc: ValidationError | AppError,
+    *,
+    section: str,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    """The course page again, with a refused form's errors in its ``section``.
+
+    A 404 (the course is not the caller's) is raised, never rendered; the course is
+    re-read, since the refused change may have touched it before failing.
+    """
+    if isinstance(exc, AppError) and exc.http_status == 404:
+        raise exc
+    session.refresh(course)
+    return _course_page(
+        request,
+        session,
+        principal,
+        course,
+        errors={section: errors if errors is not None else _errors(exc)},
+        values={section: values} if values is not None else None,
+        status_code=422 if isinstance(exc, ValidationError) else exc.http_status,
+    )
+
+
 def _course_page(
     request: Request,
     session: Session,
@@ -328,18 +358,7 @@ def edit_course(
         data = CourseUpdate.model_validate({k: v for k, v in values.items() if v != ""})
         service.update_course(session=session, principal=principal, course_id=course_id, data=data)
     except (ValidationError, AppError) as exc:
-        if isinstance(exc, AppError) and exc.http_status == 404:
-            raise
-        session.refresh(course)
-        return _course_page(
-            request,
-            session,
-            principal,
-            course,
-            errors={"plan": _errors(exc)},
-            values={"plan": values},
-            status_code=422 if isinstance(exc, ValidationError) else exc.http_status,
-        )
+        return _refused(request, session, principal, course, exc, section="plan", values=values)
     return ui.redirect(f"/courses/{course_id}?done=edited")
 
 
@@ -362,17 +381,7 @@ def change_status(
             session=session, principal=principal, course_id=course_id, data=data
         )
     except (ValidationError, AppError) as exc:
-        if isinstance(exc, AppError) and exc.http_status == 404:
-            raise
-        session.refresh(course)
-        return _course_page(
-            request,
-            session,
-            principal,
-            course,
-            errors={"status": _errors(exc)},
-            status_code=422 if isinstance(exc, ValidationError) else exc.http_status,
-        )
+        return _refused(request, session, principal, course, exc, section="status")
     return ui.redirect(f"/courses/{course_id}?done=status")
 
 
@@ -472,20 +481,18 @@ def schedule_course(
             session=session, principal=principal, course_id=course_id, data=data
         )
     except (ValidationError, AppError) as exc:
-        if isinstance(exc, AppError) and exc.http_status == 404:
-            raise
-        session.refresh(course)
         errors = _errors(exc)
         if any(k.startswith("preferences") for k in errors) or "times" in errors:
             errors["starts"] = next(iter(errors.values()))
-        return _course_page(
+        return _refused(
             request,
             session,
             principal,
             course,
-            errors={"schedule": errors},
-            values={"schedule": {**values, "weekdays": weekdays}},
-            status_code=422 if isinstance(exc, ValidationError) else exc.http_status,
+            exc,
+            section="schedule",
+            errors=errors,
+            values={**values, "weekdays": weekdays},
         )
     if dry_run:
         return _course_page(
