@@ -508,6 +508,33 @@ def _signed_refusal(
     )
 
 
+def _stored_form(
+    request: Request,
+    session: Session,
+    principal: Principal,
+    procedure: Procedure,
+    *,
+    mode: str,
+    reason: str | None,
+) -> HTMLResponse:
+    """The form filled from a stored record, to edit a draft or amend a signed one."""
+    patient = session.get_one(Patient, procedure.patient_id)
+    values = values_from_record(procedure, zone=request.app.state.settings.tz)
+    if reason is not None:
+        values["reason"] = reason
+    return _render_form(
+        request,
+        session,
+        principal,
+        patient,
+        values=values,
+        errors={},
+        action=f"/procedures/{procedure.id}/{mode}",
+        mode=mode,
+        procedure=procedure,
+    )
+
+
 @router.get("/procedures/{procedure_id}/edit", response_class=HTMLResponse)
 def edit_procedure_form(
     request: Request, session: DbSession, principal: Keeper, procedure_id: RowId
@@ -517,20 +544,13 @@ def edit_procedure_form(
     )
     if procedure.status == "signed":
         return _signed_refusal(request, session, principal, procedure)
-    patient = session.get_one(Patient, procedure.patient_id)
-    values = values_from_record(procedure, zone=request.app.state.settings.tz)
-    if procedure.amendment_reason:
-        values["reason"] = procedure.amendment_reason
-    return _render_form(
+    return _stored_form(
         request,
         session,
         principal,
-        patient,
-        values=values,
-        errors={},
-        action=f"/procedures/{procedure.id}/edit",
+        procedure,
         mode="edit",
-        procedure=procedure,
+        reason=procedure.amendment_reason or None,
     )
 
 
@@ -598,20 +618,7 @@ def amend_procedure_form(
     )
     if procedure.status != "signed":
         return ui.redirect(f"/procedures/{procedure.id}/edit")
-    patient = session.get_one(Patient, procedure.patient_id)
-    values = values_from_record(procedure, zone=request.app.state.settings.tz)
-    values["reason"] = ""
-    return _render_form(
-        request,
-        session,
-        principal,
-        patient,
-        values=values,
-        errors={},
-        action=f"/procedures/{procedure.id}/amend",
-        mode="amend",
-        procedure=procedure,
-    )
+    return _stored_form(request, session, principal, procedure, mode="amend", reason="")
 
 
 @router.post("/procedures/{procedure_id}/amend", response_class=HTMLResponse)
