@@ -54,7 +54,9 @@ PRIVATE_IDENTIFIER_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/us-ssn"})
 TRANSLATED = {"MedicationRequest": "MedicationStatement"}
 # Served and writable, but not taken from files: a past visit cannot be booked, and a
 # calendar is not something to copy from another system.
-NOT_FROM_FILES = frozenset({"Appointment"})
+# A calendar's hours, closures and an outside audit log are not copied from files
+# either, and an Observation is taken only as a live reading (prolo's scores are its own).
+NOT_FROM_FILES = frozenset({"Appointment", "Schedule", "Slot", "Observation", "AuditEvent"})
 _ORDER = {
     name: i for i, name in enumerate((*WRITE_ORDER[:5], "MedicationRequest", *WRITE_ORDER[5:]))
 }
