@@ -248,5 +248,7 @@ def test_consent_reads_as_a_treatment_consent_for_the_course(
         headers=world.headers,
     ).json()
     assert found["total"] == 1
+    # Written through the courses service: this consent leaves out required statements.
     r = client.post("/fhir/Consent", json={**consent, "id": None}, headers=world.headers)
-    assert r.status_code == 405
+    assert r.status_code == 422, r.text
+    assert "has not acknowledged" in r.json()["issue"][0]["diagnostics"]

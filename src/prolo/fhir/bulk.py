@@ -178,12 +178,7 @@ def export_rows(
         else version.c.last_updated
     )
     stmt = (
-        select(
-            table,
-            version.c.version.label("fhir_version"),
-            last.label("fhir_last_updated"),
-            *mapping.extra_columns(),
-        )
+        select(table, version.c.version.label("fhir_version"), last.label("fhir_last_updated"))
         .outerjoin(
             version,
             (version.c.table_name == mapping.table_name) & (version.c.row_id == table.c.id),

@@ -53,10 +53,10 @@ PRIVATE_IDENTIFIER_TYPES = frozenset({"SS", "DL", "PPN", "TAX", "SB", "DR"})
 PRIVATE_IDENTIFIER_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/us-ssn"})
 TRANSLATED = {"MedicationRequest": "MedicationStatement"}
 # Served and writable, but not taken from files: a past visit cannot be booked, and a
-# calendar is not something to copy from another system.
-# A calendar's hours, closures and an outside audit log are not copied from files
-# either, and an Observation is taken only as a live reading (prolo's scores are its own).
-NOT_FROM_FILES = frozenset({"Appointment", "Schedule", "Slot", "Observation", "AuditEvent"})
+# calendar is not something to copy from another system; an EHR's Procedures are not
+# prolotherapy session records (signed by the injecting clinician after a re-check), and
+# a consent is taken in front of the patient with prolo's text.
+NOT_FROM_FILES = frozenset({"Appointment", "Procedure", "Consent"})
 _ORDER = {
     name: i for i, name in enumerate((*WRITE_ORDER[:5], "MedicationRequest", *WRITE_ORDER[5:]))
 }

@@ -12,37 +12,67 @@ See: https://hl7.org/fhir/R4/consent.html
 - ``provision``: permit, for the signing-to-withdrawal period, concerning the course
   (``data`` CarePlan).
 
-Read and search only: consent is taken in the clinic, by the clinician present, with
-the whole text in front of the patient (``prolo.courses``), not sent in from outside.
+Writes go through :mod:`prolo.courses.service`, with the rules of the consent form:
+
+- a create records a consent given (``status`` ``active``; ``rejected`` and the other
+  states have no counterpart: prolo records consents given, not refusals) by a
+  clinician or admin, to the open course in ``provision.data`` (a CarePlan of
+  ``patient``), for the text version in ``policy`` (``.../consent-text/<version>``;
+  the current version when left out, as in the pages), acknowledging every required
+  statement of it (the ``consent-statement`` extensions); ``dateTime`` is when it was
+  signed (now when left out; not in the future). ``scope`` must be ``treatment``,
+  ``provision.type`` ``permit``, and ``performer``, when given, the patient; ``category``
+  is always served as LOINC 59284-0 and not read;
+- an update withdraws it (``active`` -> ``inactive``; the withdrawal time is the
+  server's, ``provision.period.end``). That is the only change: a consent is never
+  edited (record a new one), and a withdrawn one is not given again. A PUT that says
+  what is stored succeeds and writes nothing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, false
 
-from prolo.courses.models import Consent
+from prolo.courses.models import Consent, TreatmentCourse
 from prolo.fhir import codes
+from prolo.fhir.errors import Unprocessable
 from prolo.fhir.resources.base import (
+    CREATE,
     READ,
     SEARCH,
+    UPDATE,
+    Context,
     Meta,
     Resource,
     TableMapping,
+    check_code,
+    check_patient_writable,
+    fhir_datetime,
+    first_coding,
     identifier_list,
     instant,
+    named_fields,
     put,
+    pydantic_problem,
     ref,
+    referenced_id,
 )
+from prolo.fhir.resources.kept_identifiers import kept_identifier_param
 from prolo.fhir.search import Param, date_param, reference_param, split_token
+from prolo.security import audit
 
-TREATMENT = codes.concept(
-    "http://terminology.hl7.org/CodeSystem/consentscope", "treatment", "Treatment"
-)
+SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
+TREATMENT = codes.concept(SCOPE_SYSTEM, "treatment", "Treatment")
 PATIENT_CONSENT = codes.concept(codes.LOINC, "59284-0")
 STATEMENT_EXT = f"{codes.PROLO}/StructureDefinition/consent-statement"
+POLICY = f"{codes.PROLO}/consent-text/"
+# http://hl7.org/fhir/R4/valueset-consent-state-codes.html (a required binding)
+CONSENT_STATES = ("draft", "proposed", "active", "rejected", "inactive", "entered-in-error")
 
 
 def _status(value: str, modifier: str | None) -> ColumnElement[bool]:
@@ -56,11 +86,18 @@ def _status(value: str, modifier: str | None) -> ColumnElement[bool]:
     return ~clause if modifier == "not" else clause
 
 
+def _utc(value: dt.datetime) -> dt.datetime:
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+
 class ConsentMapping(TableMapping):
     type_name = "Consent"
     model = Consent
-    interactions = frozenset({READ, SEARCH})
-    documentation = "Informed consent to a treatment course, with the text version read."
+    interactions = frozenset({READ, SEARCH, CREATE, UPDATE})
+    documentation = (
+        "Informed consent to a treatment course, with the text version read; "
+        "an update withdraws it."
+    )
 
     def search_params(self) -> Sequence[Param]:
         return (
@@ -68,6 +105,7 @@ class ConsentMapping(TableMapping):
             reference_param("data", Consent.course_id, "CarePlan", "The course consented to"),
             Param("status", "token", _status, "active | inactive (withdrawn)"),
             date_param("date", Consent.signed_at, "When it was signed"),
+            kept_identifier_param("Consent", Consent.id),
         )
 
     def updated_column(self) -> Any:
@@ -84,7 +122,7 @@ class ConsentMapping(TableMapping):
         resource["patient"] = ref("Patient", row.patient_id)
         resource["dateTime"] = instant(row.signed_at)
         resource["performer"] = [ref("Patient", row.patient_id)]
-        resource["policy"] = [{"uri": f"{codes.PROLO}/consent-text/{row.text_version}"}]
+        resource["policy"] = [{"uri": f"{POLICY}{row.text_version}"}]
         period = {"start": instant(row.signed_at)}
         if row.withdrawn_at:
             period["end"] = instant(row.withdrawn_at)
@@ -95,5 +133,180 @@ class ConsentMapping(TableMapping):
         }
         return resource
 
+    # -- writes ---------------------------------------------------------------------------
+
+    def decode(self, ctx: Context, resource: Resource) -> dict[str, Any]:
+        """What the resource says, in prolo's terms (``withdrawn`` rather than a time)."""
+        from prolo.courses.consent import CURRENT_VERSION
+
+        status = resource.get("status")
+        check_code(status, CONSENT_STATES, path="Consent.status")
+        if status not in ("active", "inactive"):
+            raise Unprocessable(
+                f"Consent.status {status!r} has no counterpart in prolo: a consent is given "
+                "(active) or withdrawn (inactive); prolo does not record refusals or drafts",
+                expression=["Consent.status"],
+            )
+        scope = first_coding(resource.get("scope"), SCOPE_SYSTEM)
+        if scope is None or scope["code"] != "treatment":
+            raise Unprocessable(
+                "prolo records consent to treatment: Consent.scope must be "
+                f"{SCOPE_SYSTEM}|treatment",
+                expression=["Consent.scope"],
+            )
+        patient_id = referenced_id(ctx, resource.get("patient"), "Patient", path="Consent.patient")
+        for index, performer in enumerate(resource.get("performer") or []):
+            path = f"Consent.performer[{index}]"
+            if referenced_id(ctx, performer, "Patient", path=path) != patient_id:
+                raise Unprocessable(
+                    f"{path}: the patient consents (the clinician recording it is the token's "
+                    "user); performer must be the Consent.patient",
+                    expression=[path],
+                )
+        provision = resource.get("provision") or {}
+        if provision.get("type", "permit") != "permit":
+            raise Unprocessable(
+                "Consent.provision.type must be permit: prolo records consents given",
+                expression=["Consent.provision.type"],
+            )
+        courses = [
+            referenced_id(ctx, d.get("reference"), "CarePlan", path="Consent.provision.data")
+            for d in provision.get("data") or []
+        ]
+        if len(courses) != 1:
+            raise Unprocessable(
+                "Consent.provision.data must name the one CarePlan (treatment course) consented to",
+                expression=["Consent.provision.data"],
+            )
+        policies = [p for p in resource.get("policy") or [] if p.get("uri") or p.get("authority")]
+        if resource.get("policyRule") is not None and not policies:
+            raise Unprocessable(
+                f"Consent.policy must name the consent text read ({POLICY}<version>); "
+                "policyRule is not used",
+                expression=["Consent.policy"],
+            )
+        version = CURRENT_VERSION
+        if policies:
+            uri = str(policies[0].get("uri") or "")
+            if len(policies) > 1 or not uri.startswith(POLICY):
+                raise Unprocessable(
+                    f"Consent.policy must be one uri {POLICY}<version> (the consent text read)",
+                    expression=["Consent.policy"],
+                )
+            version = uri.removeprefix(POLICY)
+        items = [
+            e.get("valueCode")
+            for e in resource.get("extension") or []
+            if isinstance(e, dict) and e.get("url") == STATEMENT_EXT
+        ]
+        signed = fhir_datetime(resource.get("dateTime"), path="Consent.dateTime")
+        return {
+            "patient_id": patient_id,
+            "course_id": courses[0],
+            "withdrawn": status == "inactive",
+            "text_version": version,
+            "items": items,
+            "signed_at": signed,
+        }
+
+    def create(self, ctx: Context, resource: Resource) -> Any:
+        """Record a consent given, through the courses service (clinicians and admins)."""
+        from prolo.courses import service as courses
+        from prolo.courses.schemas import ConsentIn
+
+        values = self.decode(ctx, resource)
+        if values["withdrawn"]:
+            raise Unprocessable(
+                "a new Consent is active (given); withdraw it afterwards with an update",
+                expression=["Consent.status"],
+            )
+        check_patient_writable(ctx, values["patient_id"], path="Consent.patient")
+        course = ctx.session.get(TreatmentCourse, values["course_id"])
+        if (
+            course is None
+            or course.clinic_id != ctx.clinic_id
+            or course.patient_id != values["patient_id"]
+        ):
+            raise Unprocessable(
+                "Consent.provision.data must refer to a CarePlan of Consent.patient on this server",
+                expression=["Consent.provision.data"],
+            )
+        try:
+            data = ConsentIn(
+                text_version=values["text_version"],
+                acknowledged=values["items"],
+                signed_at=values["signed_at"],
+            )
+        except ValidationError as exc:
+            raise pydantic_problem("Consent", exc, _FIELDS) from None
+        with named_fields(_FIELDS):
+            return courses.record_consent(
+                session=ctx.session, principal=ctx.principal, course_id=course.id, data=data
+            )
+
+    def update(self, ctx: Context, row: Any, resource: Resource) -> Any:
+        """Withdraw the consent (active -> inactive); anything else stays as it is."""
+        from prolo.courses import service as courses
+        from prolo.errors import Conflict
+
+        values = self.decode(ctx, resource)
+        changed = [
+            element
+            for element, same in (
+                ("Consent.patient", values["patient_id"] == row.patient_id),
+                ("Consent.provision.data", values["course_id"] == row.course_id),
+                ("Consent.policy", values["text_version"] == row.text_version),
+                ("Consent.extension", set(values["items"]) == set(row.items or [])),
+                (
+                    "Consent.dateTime",
+                    values["signed_at"] is None or values["signed_at"] == _utc(row.signed_at),
+                ),
+            )
+            if not same
+        ]
+        if changed:
+            raise Conflict(
+                f"a consent is not edited ({', '.join(changed)} differ from Consent/{row.id}): "
+                "withdraw it (status inactive) and record a new Consent",
+                field=changed[0],
+            )
+        if values["withdrawn"] == (row.withdrawn_at is not None):
+            audit.record(
+                ctx.session,
+                ctx.principal.actor,
+                action="R",
+                event="consent.read",
+                entity_type="Consent",
+                entity_id=row.id,
+                patient_id=row.patient_id,
+                detail="FHIR update with the stored content: nothing written",
+            )
+            return row
+        if not values["withdrawn"]:
+            raise Conflict(
+                f"Consent/{row.id} was withdrawn and stays withdrawn; record a new Consent",
+                field="Consent.status",
+            )
+        course = ctx.session.get_one(TreatmentCourse, row.course_id)
+        current = courses.consent_on_file(session=ctx.session, course=course)
+        if current is not None and current.id != row.id:
+            raise Conflict(
+                f"Consent/{row.id} is not the course's current consent (Consent/{current.id} "
+                "is): withdraw that one",
+                field="Consent.status",
+            )
+        with named_fields(_FIELDS):
+            return courses.withdraw_consent(
+                session=ctx.session, principal=ctx.principal, course_id=row.course_id
+            )
+
+
+_FIELDS = {
+    "text_version": "Consent.policy",
+    "acknowledged": "Consent.extension",
+    "signed_at": "Consent.dateTime",
+    "course_id": "Consent.provision.data",
+    "consent": "Consent.status",
+}
 
 MAPPING = ConsentMapping()
