@@ -255,8 +255,8 @@ def test_malformed_and_rule_breaking_bodies(
     )
     outcome(
         client.post(
-            "/fhir/Observation",
-            json={"resourceType": "Observation", "status": "final", "code": {"text": "x"}},
+            "/fhir/Questionnaire",
+            json={"resourceType": "Questionnaire", "status": "active"},
             headers=world.headers,
         ),
         405,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prolo.outcomes import baseline_pandas, engine
+from prolo.outcomes import baseline_pandas, engine, parts
 from prolo.outcomes.report import (
     COURSE_SCHEMA,
     FLARE_SCHEMA,
@@ -404,7 +404,7 @@ def test_change_from_counts_equals_pair_by_pair(
     b = np.array([p[0] for p in pairs], np.float64) / 2  # half points, as means make
     v = np.array([p[1] for p in pairs], np.float64)
     w = np.array([p[2] for p in pairs], np.int64)
-    got = engine._change_from_counts(b, v, w, rule)
+    got = parts.change_from_counts(b, v, w, rule)
     rows_b, rows_v = np.repeat(b, w), np.repeat(v, w)
     change = rows_v - rows_b
     improvement = change if higher else rows_b - rows_v

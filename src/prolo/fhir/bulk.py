@@ -178,7 +178,12 @@ def export_rows(
         else version.c.last_updated
     )
     stmt = (
-        select(table, version.c.version.label("fhir_version"), last.label("fhir_last_updated"))
+        select(
+            table,
+            version.c.version.label("fhir_version"),
+            last.label("fhir_last_updated"),
+            *mapping.extra_columns(),
+        )
         .outerjoin(
             version,
             (version.c.table_name == mapping.table_name) & (version.c.row_id == table.c.id),

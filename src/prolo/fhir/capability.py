@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from prolo.fhir.resources import REGISTRY
-from prolo.fhir.resources.base import CREATE, SEARCH, TableMapping
+from prolo.fhir.resources.base import CREATE, SEARCH, UPDATE, TableMapping
 
 FHIR_VERSION = "4.0.1"
 STATEMENT_DATE = "2026-11-24"
@@ -28,10 +28,16 @@ def capability_statement(base_url: str, *, software_version: str = "0.1.0") -> d
             "profile": f"http://hl7.org/fhir/StructureDefinition/{mapping.type_name}",
             "documentation": mapping.documentation,
             "interaction": [{"code": code} for code in sorted(mapping.interactions)],
-            "versioning": "versioned" if isinstance(mapping, TableMapping) else "no-version",
+            # A written Slot (a closure) is versioned; data-file types are not.
+            "versioning": (
+                "versioned"
+                if isinstance(mapping, TableMapping) or UPDATE in mapping.interactions
+                else "no-version"
+            ),
             "readHistory": False,
             "updateCreate": False,
-            "conditionalCreate": CREATE in mapping.interactions,
+            "conditionalCreate": CREATE in mapping.interactions
+            and isinstance(mapping, TableMapping),
             "conditionalRead": "not-supported",
             "conditionalUpdate": False,
             "conditionalDelete": "not-supported",

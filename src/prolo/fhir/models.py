@@ -57,6 +57,7 @@ TRACKED_TABLES: frozenset[str] = frozenset(
         "questionnaire_response",
         "score",
         "consent",
+        "calendar_closure",  # a practitioner's closure is a busy-unavailable Slot
     }
 )
 

@@ -223,6 +223,7 @@ def _read_statement(type_name: str, by_patient: bool) -> Any:
             last.label("fhir_last_updated"),
             idents.c.system.label("fhir_identifier_system"),
             idents.c.value.label("fhir_identifier_value"),
+            *mapping.extra_columns(),
         )
         .outerjoin(
             version,
@@ -310,6 +311,7 @@ def _core_rows(mapping: TableMapping, *extra: Any) -> Any:
         table,
         version.c.version.label("fhir_version"),
         last.label("fhir_last_updated"),
+        *mapping.extra_columns(),
         *extra,
     ).outerjoin(
         version, and_(version.c.table_name == mapping.table_name, version.c.row_id == table.c.id)
@@ -585,7 +587,15 @@ def create(
     if validate:
         validate_structure(resource, type_name)
     if not isinstance(mapping, TableMapping):
-        raise NotAllowed(f"{mapping.type_name} cannot be created through this server")
+        if if_none_exist:
+            raise NotAllowed(f"{mapping.type_name} does not support conditional create")
+        try:
+            with _savepoint(ctx, isolated):
+                return 201, mapping.create(ctx, resource)
+        except IntegrityError as exc:
+            raise Conflict(
+                f"the database refused this {mapping.type_name}: {_constraint(exc)}"
+            ) from None
     if if_none_exist:
         matches = conditional_matches(ctx, mapping, if_none_exist)
         if len(matches) > 1:
@@ -639,7 +649,11 @@ def update(
             "the resource's id must equal the id in the URL", expression=[f"{type_name}.id"]
         )
     if not isinstance(mapping, TableMapping):
-        raise NotAllowed(f"{type_name} cannot be updated through this server")
+        try:
+            with _savepoint(ctx, isolated):
+                return mapping.update(ctx, resource_id, resource, if_match=if_match)
+        except IntegrityError as exc:
+            raise Conflict(f"the database refused this {type_name}: {_constraint(exc)}") from None
     row, meta = load(ctx, mapping, resource_id)
     if if_match is not None:
         wanted = if_match.strip().removeprefix("W/").strip('"')

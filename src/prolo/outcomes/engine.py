@@ -32,8 +32,8 @@ facts, each report computes them for the selected courses only.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,14 +45,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
+from prolo.outcomes import parts
 from prolo.outcomes.report import (
     FLARE_RISE,
     FOLLOW_UPS,
     PRIMARY_INSTRUMENT,
     Aggregates,
-    ChangeAgg,
-    FollowUpAgg,
-    GroupAgg,
     InstrumentRule,
     RegistryTables,
     Selection,
@@ -72,6 +70,10 @@ N_FOLLOW_UPS = len(FOLLOW_UPS)
 # whose keys fill at least a quarter of their span (see _dense), up to 2**21 slots.
 PERFECT_HASH_BITS = 21
 DEFAULT_PERFECT_HASH_BITS = 12  # DuckDB's own default
+# Selections whose report parts a registry with kept facts keeps up to date (most
+# recently used first); each costs a few thousand counts and a few milliseconds per
+# refresh.
+KEPT_SELECTIONS = 8
 
 # Which text columns are coded, per table: (column, codes fixed first).
 _CODED: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
@@ -133,7 +135,9 @@ class LoadedRegistry:
         self.sessions: NDArray[np.int64] | None = None  # diary session ids, in code order
         self._sorted_sessions: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
         self.facts: _FactKey | None = None
-        self.removed = False  # rows were deleted: a code may stand for a value now gone
+        # With kept facts: recent selections' report parts, (where, params, as_of) ->
+        # parts, brought up to date by every replace (prolo.outcomes.parts).
+        self.parts: OrderedDict[tuple[Any, ...], parts.Parts] = OrderedDict()
         self._deleted: dict[str, int] = {}  # rows deleted per table since it was rewritten
         self.compactions = 0
         for name in ("courses", "scores", "follow_ups", "flares", "adverse_events"):
@@ -203,6 +207,7 @@ class LoadedRegistry:
         with _runner(self.con) as run:
             _course_facts(self, run, scope=None, key=key, prefix="kept_", keep=True)
         self.facts = key
+        self.parts.clear()
 
     def ingest(self, tables: RegistryTables) -> None:
         """Add arriving rows and bring kept course facts up to date for the courses they
@@ -226,6 +231,7 @@ class LoadedRegistry:
         ]
         if not touched:
             return
+        self.parts.clear()  # rows are appended without their held state: count afresh
         con = self.con
         con.register("touched_in", pa.concat_tables(touched))
         con.execute(
@@ -255,7 +261,8 @@ class LoadedRegistry:
 
     def replace(self, tables: RegistryTables, course_ids: Sequence[int]) -> None:
         """Replace every row of the courses ``course_ids`` with the rows in ``tables`` and
-        bring their kept facts up to date.
+        bring their kept facts, and the kept report parts of recent selections, up to
+        date.
 
         ``tables`` holds the courses' complete current rows (none for a deleted course),
         so edits and deletions are applied as well as additions. Used by
@@ -275,41 +282,82 @@ class LoadedRegistry:
             "SELECT min(course_id), max(course_id), count(*) FROM courses_all "
             "WHERE course_id IN (FROM touched)"
         ).fetchone() or (None, None, 0)
+        # Kept report parts are updated by subtracting the touched courses' parts before
+        # the change and adding those after it: the held rows are kept as they are
+        # deleted (old_*), the new ones as they are inserted (scope_*).
+        track = self.facts is not None and bool(self.parts)
+        if track:
+            self._held_patients(tables.courses, low, high, bool(n_known))
         for name in ("courses", "scores", "follow_ups", "flares", "adverse_events"):
             table = getattr(tables, name)
             exists = con.execute(
                 "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [f"{name}_all"]
             ).fetchone()
-            if exists and exists[0] and n_known:
-                deleted = con.execute(
+            held = bool(exists and exists[0])
+            if held and n_known:
+                deleted = _delete(
+                    con,
                     f"DELETE FROM {name}_all WHERE course_id BETWEEN ? AND ? "
                     "AND course_id IN (FROM touched)",
                     [low, high],
-                ).fetchone()
-                self.removed = self.removed or bool(deleted and deleted[0])
-                self._compact_later(f"{name}_all", int(deleted[0]) if deleted else 0)
-            if name != "courses" and exists and exists[0]:
+                    keep=f"old_{name}" if track else None,
+                )
+                self._compact_later(f"{name}_all", deleted)
+            elif held and track:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE old_{name} AS FROM {name}_all LIMIT 0")
+            if held:
                 # The touched courses' complete rows: their facts are computed from
                 # these, not from a scan of the whole table.
                 con.execute(f"CREATE OR REPLACE TEMP TABLE scope_{name} AS FROM {name}_all LIMIT 0")
             if table is None or not table.num_rows:
                 continue
-            if not exists or not exists[0]:
+            if not held:
                 self._create(name, table)
                 self.has_flares = self.has_flares or name == "flares"
                 self.has_adverse_events = self.has_adverse_events or name == "adverse_events"
-                if name != "courses":
-                    con.execute(f"CREATE OR REPLACE TEMP TABLE scope_{name} AS FROM {name}_all")
+                con.execute(f"CREATE OR REPLACE TEMP TABLE scope_{name} AS FROM {name}_all")
+                # The report now covers a table it did not: count afresh.
+                self.parts.clear()
+                track = False
                 continue
             con.register("arrow_in", self._coded(name, table))
             con.execute(f"INSERT INTO {name}_all SELECT * FROM arrow_in")
-            if name != "courses":
-                con.execute(f"INSERT INTO scope_{name} SELECT * FROM arrow_in")
+            con.execute(f"INSERT INTO scope_{name} SELECT * FROM arrow_in")
             con.unregister("arrow_in")
         self._refresh_touched_facts(
-            prepared=True, known=bool(n_known), span=(int(low), int(high)) if n_known else None
+            prepared=True,
+            known=bool(n_known),
+            span=(int(low), int(high)) if n_known else None,
+            track=track,
         )
         self._compact()
+
+    def _held_patients(self, courses: pa.Table | None, low: Any, high: Any, known: bool) -> None:
+        """Temp tables ``touched_patients`` (the patients of the touched courses, held or
+        arriving) and ``old_patients`` (all their held courses), before the change."""
+        con = self.con
+        incoming = (
+            courses.column("patient_id").cast(pa.int64())
+            if courses is not None
+            else pa.array([], pa.int64())
+        )
+        con.register("patients_in", pa.table({"patient_id": incoming}))
+        held = (
+            " UNION ALL SELECT patient_id FROM courses_all WHERE course_id BETWEEN ? AND ? "
+            "AND course_id IN (FROM touched)"
+            if known
+            else ""
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE touched_patients AS SELECT DISTINCT patient_id "
+            f"FROM (SELECT patient_id FROM patients_in{held}) WHERE patient_id IS NOT NULL",
+            [low, high] if known else None,
+        )
+        con.unregister("patients_in")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE old_patients AS FROM courses_all "
+            "WHERE patient_id IN (FROM touched_patients)"
+        )
 
     def _refresh_touched_facts(
         self,
@@ -317,11 +365,13 @@ class LoadedRegistry:
         prepared: bool = False,
         known: bool = True,
         span: tuple[int, int] | None = None,
+        track: bool = False,
     ) -> None:
         """Recompute the kept facts of the courses in temp table ``touched`` (from the
         ``scope_*`` tables when ``prepared``: their complete rows). ``known``: some
         touched courses may already have facts (else there is nothing to delete);
-        ``span``: their id range, when known."""
+        ``span``: their id range, when known; ``track``: bring the kept report parts up
+        to date too (:meth:`replace` kept the rows before and after the change)."""
         if self.facts is None:
             _drop_work_tables(_plain(self.con))
             return
@@ -334,23 +384,69 @@ class LoadedRegistry:
                 prefix="new_",
                 keep=True,
                 prepared=prepared,
+                drop=False,
             )
             for fact in _FACT_TABLES:
                 if not known:  # only new courses: no kept fact to replace
-                    deleted: Any = (0,)
-                elif span is None:
-                    deleted = run(
-                        f"DELETE FROM kept_{fact} WHERE course_id IN (FROM touched)"
-                    ).fetchone()
+                    deleted = 0
+                    if track:
+                        run(f"CREATE OR REPLACE TEMP TABLE old_{fact} AS FROM kept_{fact} LIMIT 0")
                 else:
-                    deleted = run(
-                        f"DELETE FROM kept_{fact} WHERE course_id BETWEEN ? AND ? "
-                        "AND course_id IN (FROM touched)",
-                        list(span),
-                    ).fetchone()
+                    within = "course_id BETWEEN ? AND ? AND " if span is not None else ""
+                    deleted = _delete(
+                        self.con,
+                        f"DELETE FROM kept_{fact} WHERE {within}course_id IN (FROM touched)",
+                        list(span) if span is not None else None,
+                        keep=f"old_{fact}" if track else None,
+                    )
+                self._compact_later(f"kept_{fact}", deleted)
+            if track:
+                self._count_changes(run, known=known)
+            for fact in _FACT_TABLES:
                 run(f"INSERT INTO kept_{fact} SELECT * FROM new_{fact}")
                 run(f"DROP TABLE new_{fact}")
-                self._compact_later(f"kept_{fact}", int(deleted[0]) if deleted else 0)
+            _drop_work_tables(run)
+
+    def _count_changes(self, run: Run, *, known: bool) -> None:
+        """Bring every kept selection's report parts up to date: subtract the touched
+        courses' parts before the change (``old_*``), add those after it (``scope_*``,
+        ``new_*``). Patients are counted over all courses of the touched patients."""
+        run(
+            "CREATE OR REPLACE TEMP TABLE new_patients AS "
+            "SELECT * FROM old_patients WHERE course_id NOT IN (FROM touched) "
+            "UNION ALL BY NAME FROM scope_courses"
+        )
+        for key, held in self.parts.items():
+            where, params, as_of = key
+            for sign, courses, patients, facts, rows in (
+                (-1, "old_courses", "old_patients", "old_", "old_"),
+                (1, "scope_courses", "new_patients", "new_", "scope_"),
+            ):
+                run(
+                    f"CREATE OR REPLACE TEMP TABLE dc AS SELECT * FROM {courses} WHERE {where}",
+                    params,
+                )
+                run(
+                    f"CREATE OR REPLACE TEMP TABLE dp AS SELECT * FROM {patients} WHERE {where}",
+                    params,
+                )
+                in_dc = "WHERE course_id IN (SELECT course_id FROM dc)"
+                counted = parts.count(
+                    run,
+                    _sources(
+                        self,
+                        c="dc",
+                        patients="dp",
+                        facts={f: f"(SELECT * FROM {facts}{f} {in_dc})" for f in _FACT_TABLES},
+                        scores=f"(SELECT * FROM {rows}scores {in_dc})",
+                        follow_ups=f"(SELECT * FROM {rows}follow_ups {in_dc})",
+                        adverse_events=f"(SELECT * FROM {rows}adverse_events {in_dc})",
+                    ),
+                    cutoffs=_cutoffs(as_of),
+                    patient_bits=DEFAULT_PERFECT_HASH_BITS,  # a few patients: no array
+                    patients_only=sign < 0 and not known,
+                )
+                parts.merge(held, counted, sign)
 
     def _compact_later(self, table: str, deleted: int) -> None:
         self._deleted[table] = self._deleted.get(table, 0) + deleted
@@ -446,6 +542,7 @@ def _course_facts(
     prefix: str,
     keep: bool,
     prepared: bool = False,
+    drop: bool = True,
 ) -> dict[str, str]:
     """Per-course facts for the courses listed in table ``scope`` (None: every course).
 
@@ -485,9 +582,12 @@ def _course_facts(
                     f"WHERE course_id IN (SELECT course_id FROM {scope})"
                 )
             source[name] = f"scope_{name}"
-        courses = (
-            scope if scope == "c" else f"(FROM courses_all SEMI JOIN {scope} USING (course_id))"
-        )
+        if scope == "c":
+            courses = scope
+        elif prepared:
+            courses = "scope_courses"
+        else:
+            courses = f"(FROM courses_all SEMI JOIN {scope} USING (course_id))"
     scores, follow_ups, flares = source["scores"], source["follow_ups"], source["flares"]
     # Perfect hash tables are sized from the key's span in the table grouped (here: the
     # scope's courses); they pay for every slot, so only dense keys get them.
@@ -617,21 +717,32 @@ def _course_facts(
         ) q USING (course_id)
         """,
     )
-    if keep:
+    if keep and drop:
         _drop_work_tables(run)
     return facts
 
 
 def _drop_work_tables(run: Run) -> None:
     """Drop the tables one computation of course facts leaves behind."""
-    for name in (
-        "scope_scores",
-        "scope_follow_ups",
-        "scope_flares",
-        "scope_adverse_events",
-        "km_first",
-    ):
+    tables = ["km_first", "touched_patients", "old_patients", "new_patients", "dc", "dp"]
+    for name in ("courses", "scores", "follow_ups", "flares", "adverse_events"):
+        tables += [f"scope_{name}", f"old_{name}"]
+    tables += [f"old_{name}" for name in _FACT_TABLES]
+    for name in tables:
         run(f"DROP TABLE IF EXISTS {name}")
+
+
+def _delete(con: duckdb.DuckDBPyConnection, sql: str, params: Any, *, keep: str | None) -> int:
+    """Run a DELETE; with ``keep``, the deleted rows go to temp table ``keep``. Returns
+    how many rows were deleted."""
+    if keep is None:
+        row = con.execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
+    deleted = con.execute(f"{sql} RETURNING *", params).arrow().read_all()
+    con.register("deleted_in", deleted)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {keep} AS FROM deleted_in")
+    con.unregister("deleted_in")
+    return int(deleted.num_rows)
 
 
 def _plain(con: duckdb.DuckDBPyConnection) -> Run:
@@ -689,6 +800,35 @@ def _report(
     rules: Mapping[str, InstrumentRule],
 ) -> Aggregates:
     where, params = _where(loaded, selection)
+    kept = loaded.facts == _fact_key(rules)
+    key = (where, tuple(params), as_of)
+    counted = loaded.parts.get(key) if kept else None
+    if counted is None:
+        counted = _count_selection(loaded, run, where, params, as_of=as_of, rules=rules)
+        if kept:
+            loaded.parts[key] = counted
+            while len(loaded.parts) > KEPT_SELECTIONS:
+                loaded.parts.popitem(last=False)
+    else:
+        loaded.parts.move_to_end(key)
+    return parts.finish(counted, name=loaded.name, rules=rules)
+
+
+def _cutoffs(as_of: dt.date) -> list[dt.date]:
+    """The latest start date at which each follow-up is due on ``as_of``."""
+    return [as_of - dt.timedelta(days=tp.days) for tp in FOLLOW_UPS]
+
+
+def _count_selection(
+    loaded: LoadedRegistry,
+    run: Run,
+    where: str,
+    params: list[Any],
+    *,
+    as_of: dt.date,
+    rules: Mapping[str, InstrumentRule],
+) -> parts.Parts:
+    """The report's parts for the courses matching ``where``, counted from every row."""
     filtered = where != "TRUE"
     for kind, name in loaded.con.execute(
         "SELECT 'VIEW', view_name FROM duckdb_views() WHERE view_name = 'c' "
@@ -707,25 +847,6 @@ def _report(
         facts = _course_facts(
             loaded, run, scope="c" if filtered else None, key=key, prefix="", keep=False
         )
-    try:
-        return _report_from_facts(
-            loaded, run, selection, facts, kept=kept, filtered=filtered, as_of=as_of, rules=rules
-        )
-    finally:
-        _drop_work_tables(run)
-
-
-def _report_from_facts(
-    loaded: LoadedRegistry,
-    run: Run,
-    selection: Selection,
-    facts: Mapping[str, str],
-    *,
-    kept: bool,
-    filtered: bool,
-    as_of: dt.date,
-    rules: Mapping[str, InstrumentRule],
-) -> Aggregates:
     in_c = "WHERE course_id IN (SELECT course_id FROM c)" if filtered else ""
     # Kept facts cover every course: those of unselected courses are left out.
     semi = in_c if kept else ""
@@ -733,295 +854,53 @@ def _report_from_facts(
     def fact(name: str) -> str:
         return f"(SELECT * FROM {facts[name]} {semi})" if semi else facts[name]
 
-    agg = Aggregates()
-    _courses(loaded, run, agg)
+    def rows(table: str) -> str:
+        return f"(SELECT * FROM {table}_all {in_c})" if filtered else f"{table}_all"
 
-    if filtered or loaded.removed:
-        seen = [
-            loaded.name("scores", "instrument_id", k)
-            for (k,) in run(f"SELECT DISTINCT instrument_id FROM scores_all {in_c}").fetchall()
-        ]
-    else:  # every instrument code stands for values that occur (no row was removed)
-        seen = list(loaded.codes.get(("scores", "instrument_id"), []))
-    agg.instruments_seen = sorted(str(k) for k in seen)
+    try:
+        n_courses, span = run(
+            "SELECT (SELECT count(*) FROM c), (SELECT CAST(max(patient_id) AS HUGEINT) "
+            "- min(patient_id) + 1 FROM courses_all)"
+        ).fetchone() or (0, 0)
+        dense = bool(n_courses) and bool(span) and 4 * int(n_courses) >= int(span or 0)
+        return parts.count(
+            run,
+            _sources(
+                loaded,
+                c="c",
+                patients="c",
+                facts={name: fact(name) for name in _FACT_TABLES},
+                scores=rows("scores"),
+                follow_ups=rows("follow_ups"),
+                adverse_events=rows("adverse_events"),
+            ),
+            cutoffs=_cutoffs(as_of),
+            patient_bits=PERFECT_HASH_BITS if dense else DEFAULT_PERFECT_HASH_BITS,
+        )
+    finally:
+        _drop_work_tables(run)
 
-    pc = fact("pc")
-    codes = {
-        int(k): str(loaded.name("scores", "instrument_id", k))
-        for (k,) in run(f"SELECT DISTINCT instrument_id FROM {facts['pc']}").fetchall()
-    }
-    cutoffs = [as_of - dt.timedelta(days=tp.days) for tp in FOLLOW_UPS]
-    due = ", ".join(
-        f"count(*) FILTER (WHERE v{i} IS NULL AND started_on <= ?)" for i in range(N_FOLLOW_UPS)
+
+def _sources(
+    loaded: LoadedRegistry,
+    *,
+    c: str,
+    patients: str,
+    facts: Mapping[str, str],
+    scores: str,
+    follow_ups: str,
+    adverse_events: str,
+) -> parts.Sources:
+    return parts.Sources(
+        c=c,
+        patients=patients,
+        pc=facts["pc"],
+        km=facts["km"],
+        sg=facts["sg"],
+        scores=scores,
+        follow_ups=follow_ups,
+        fa=facts["fa"] if loaded.has_flares else None,
+        fs=facts["fs"] if loaded.has_flares else None,
+        adverse_events=adverse_events if loaded.has_adverse_events else None,
+        primary=loaded.code("scores", "instrument_id", PRIMARY_INSTRUMENT),
     )
-    missing_due: dict[str, list[int]] = {}
-    for k, n, mean, sd, *not_answered in run(
-        f"SELECT instrument_id, count(*), avg(b), stddev_samp(b), {due} FROM {pc} GROUP BY 1",
-        cutoffs,
-    ).fetchall():
-        agg.baseline[codes[int(k)]] = (int(n), _f(mean), _f(sd))
-        missing_due[codes[int(k)]] = [int(x) for x in not_answered]
-
-    # Every answered follow-up as one row (instrument, follow-up, baseline, value), counted
-    # per distinct (baseline, value) pair: questionnaire scores take few distinct values, so
-    # a few thousand counts stand for millions of pairs, and every change figure follows
-    # from them exactly (numpy, below) with the same arithmetic as row by row.
-    answered = " UNION ALL ".join(
-        f"SELECT instrument_id, {i} AS tp, b, v{i} AS v FROM {pc} WHERE v{i} IS NOT NULL"
-        for i in range(N_FOLLOW_UPS)
-    )
-    pairs = run(
-        f"SELECT instrument_id, tp, b, v, count(*) AS w FROM ({answered}) GROUP BY ALL"
-    ).fetchnumpy()
-    slots = np.asarray(pairs["instrument_id"], np.int64) * N_FOLLOW_UPS + np.asarray(
-        pairs["tp"], np.int64
-    )
-    for slot in np.unique(slots):
-        code, i = divmod(int(slot), N_FOLLOW_UPS)
-        instrument_id = codes[code]
-        take = slots == slot
-        change = _change_from_counts(
-            np.asarray(pairs["b"], np.float64)[take],
-            np.asarray(pairs["v"], np.float64)[take],
-            np.asarray(pairs["w"], np.int64)[take],
-            rules.get(instrument_id),
-        )
-        change.eligible = change.n + missing_due[instrument_id][i]
-        agg.change[(instrument_id, FOLLOW_UPS[i].key)] = change
-    for instrument_id in agg.baseline:  # a follow-up nobody answered
-        for i, tp in enumerate(FOLLOW_UPS):
-            if (instrument_id, tp.key) not in agg.change:
-                agg.change[(instrument_id, tp.key)] = ChangeAgg(
-                    eligible=missing_due[instrument_id][i]
-                )
-
-    primary = rules.get(PRIMARY_INSTRUMENT)
-    primary_code = loaded.code("scores", "instrument_id", PRIMARY_INSTRUMENT)
-    keys = ("condition_id", "practitioner_id", "year(started_on)")
-    sets = "GROUPING SETS ((condition_id), (practitioner_id), (year(started_on)))"
-    stats: dict[tuple[int, Any], tuple[Any, ...]] = {}
-    if PRIMARY_INSTRUMENT in agg.baseline and primary is not None:
-        n_primary = agg.baseline[PRIMARY_INSTRUMENT][0]
-        # Kaplan-Meier inputs as counts per day, both curves and the total in one pass:
-        # response at the first response (else censored at the last score); durability,
-        # for responders, at the first loss (else censored at the last score).
-        response: list[tuple[int, int, int]] = []
-        durability: list[tuple[int, int, int]] = []
-        n_post = 0
-        for g, t_response, t_durability, n, responded, lost in run(
-            f"""
-            SELECT GROUPING(tr, td), tr, td, count(*),
-                   count(*) FILTER (WHERE first_day IS NOT NULL),
-                   count(*) FILTER (WHERE loss_day IS NOT NULL)
-            FROM (SELECT *, coalesce(first_day, last_day) AS tr,
-                         coalesce(loss_day, last_day) - first_day AS td FROM {fact("km")})
-            GROUP BY GROUPING SETS ((tr), (td), ())
-            """
-        ).fetchall():
-            if g == 0b01:
-                response.append((int(t_response), int(responded), int(n) - int(responded)))
-            elif g == 0b10 and t_durability is not None:
-                durability.append((int(t_durability), int(lost), int(n) - int(lost)))
-            elif g == 0b11:
-                n_post = int(n)
-        agg.no_post_baseline = n_primary - n_post
-        if primary.mcid is not None:
-            agg.km_response = sorted(response)
-            agg.km_durability = sorted(durability)
-        latest = "coalesce(v3, v2, v1, v0)"
-        sign = f"{latest} - b" if primary.higher_is_better else f"b - {latest}"
-        mcid_value = float("inf") if primary.mcid is None else float(primary.mcid)
-        lc = f"""(SELECT *, {latest} AS latest, {latest} - b AS ch, ({sign}) >= ? AS resp
-                  FROM {pc} WHERE instrument_id = {primary_code} AND {latest} IS NOT NULL)"""
-        agg.waterfall_percent = primary.pain
-        waterfall_sql = (
-            f"SELECT 100.0 * (latest - b) / b FROM {lc} WHERE b > 0"
-            if primary.pain
-            else f"SELECT ch FROM {lc}"
-        )
-        column = next(iter(run(waterfall_sql, [mcid_value]).fetchnumpy().values()))
-        agg.waterfall = np.asarray(column, dtype=np.float64)
-        for g, *key3, n, mean, sd, rs in run(
-            f"""
-            SELECT GROUPING({", ".join(keys)}), {", ".join(keys)},
-                   count(*), avg(ch), stddev_samp(ch), count(*) FILTER (WHERE resp)
-            FROM {lc} GROUP BY {sets}
-            """,
-            [mcid_value],
-        ).fetchall():
-            stats[(int(g), _breakdown_key(g, key3))] = (n, mean, sd, rs)
-
-    breakdowns: dict[str, list[GroupAgg]] = {dim: [] for dim in _BREAKDOWNS.values()}
-    for g, *key3, courses in run(
-        f"SELECT GROUPING({', '.join(keys)}), {', '.join(keys)}, count(*) FROM c GROUP BY {sets}"
-    ).fetchall():
-        key = _breakdown_key(g, key3)
-        n, mean, sd, rs = stats.get((int(g), key), (0, None, None, 0))
-        if g == 0b011:
-            label = str(loaded.name("courses", "condition_id", key))
-        elif g == 0b101:
-            label = "none" if key is None else str(key)
-        else:
-            label = "not started" if key is None else str(key)
-        breakdowns[_BREAKDOWNS[int(g)]].append(
-            GroupAgg(
-                key=label,
-                courses=int(courses),
-                n=int(n),
-                mean=_f(mean),
-                sd=_f(sd),
-                responders=int(rs),
-            )
-        )
-    agg.breakdowns = {
-        dim: sorted(groups, key=lambda g: g.key) for dim, groups in breakdowns.items()
-    }
-
-    f_source = f"(SELECT * FROM follow_ups_all {in_c})" if filtered else "follow_ups_all"
-    for r in run(
-        f"""
-        SELECT timepoint, count(*), count(pain_medicine_use),
-               count(*) FILTER (WHERE pain_medicine_use), count(opioid_use),
-               count(*) FILTER (WHERE opioid_use),
-               count(opioid_mme_per_day) FILTER (WHERE opioid_use),
-               avg(opioid_mme_per_day) FILTER (WHERE opioid_use),
-               median(opioid_mme_per_day) FILTER (WHERE opioid_use)
-        FROM {f_source} GROUP BY 1
-        """
-    ).fetchall():
-        agg.follow_ups[str(loaded.name("follow_ups", "timepoint", r[0]))] = FollowUpAgg(
-            n=int(r[1]),
-            medicine_known=int(r[2]),
-            medicine_users=int(r[3]),
-            opioid_known=int(r[4]),
-            opioid_users=int(r[5]),
-            mme_n=int(r[6]),
-            mme_mean=_f(r[7]),
-            mme_median=_f(r[8]),
-        )
-    surgery = run(
-        f"SELECT count(*), count(*) FILTER (WHERE done), "
-        f"count(*) FILTER (WHERE NOT done AND known12) FROM {fact('sg')}"
-    ).fetchone()
-    assert surgery is not None  # noqa: S101  (an aggregate always returns a row)
-    agg.surgery_planned, agg.surgery_done, agg.surgery_avoided = map(int, surgery)
-
-    if loaded.has_flares:
-        fl = run(
-            f"""
-            SELECT count(*),
-                   count(*) FILTER (WHERE flare_days > 0),
-                   avg(peak) FILTER (WHERE flare_days > 0),
-                   stddev_samp(peak) FILTER (WHERE flare_days > 0),
-                   avg(flare_days) FILTER (WHERE flare_days > 0),
-                   stddev_samp(flare_days) FILTER (WHERE flare_days > 0),
-                   (SELECT count(*) FROM {fact("fa")})
-            FROM {fact("fs")}
-            """
-        ).fetchone()
-        assert fl is not None  # noqa: S101
-        agg.flares = {
-            "sessions": int(fl[0]),
-            "flared": int(fl[1]),
-            "peak_mean": _f(fl[2]),
-            "peak_sd": _f(fl[3]),
-            "duration_mean": _f(fl[4]),
-            "duration_sd": _f(fl[5]),
-            "not_evaluable": int(fl[6]) - int(fl[0]),
-        }
-    if loaded.has_adverse_events:
-        ae_source = (
-            f"(SELECT * FROM adverse_events_all {in_c})" if filtered else "adverse_events_all"
-        )
-        agg.adverse_events = {
-            str(loaded.name("adverse_events", "kind", k)): int(n)
-            for k, n in run(f"SELECT kind, count(*) FROM {ae_source} GROUP BY 1").fetchall()
-        }
-    return agg
-
-
-def _change_from_counts(
-    b: NDArray[np.float64],
-    v: NDArray[np.float64],
-    w: NDArray[np.int64],
-    rule: InstrumentRule | None,
-) -> ChangeAgg:
-    """Change figures from distinct (baseline, follow-up) pairs and how often each occurs.
-
-    The same arithmetic as pair by pair (change ``v - b``, the responder and percent
-    tests on the same doubles), each term counted ``w`` times.
-    """
-    n = int(w.sum())
-    change = v - b
-    mean = float((w * change).sum()) / n
-    sd = math.sqrt(float((w * (change - mean) ** 2).sum()) / (n - 1)) if n > 1 else None
-    improvement = change if rule is not None and rule.higher_is_better else b - v
-    positive = b > 0
-    return ChangeAgg(
-        n=n,
-        mean=mean,
-        sd=sd,
-        baseline_mean=float((w * b).sum()) / n,
-        follow_up_mean=float((w * v).sum()) / n,
-        responders=(
-            int(w[improvement >= rule.mcid].sum())
-            if rule is not None and rule.mcid is not None
-            else 0
-        ),
-        pct_n=int(w[positive].sum()),
-        pct30=int(w[positive & ((b - v) * 10 >= 3 * b)].sum()),
-        pct50=int(w[positive & ((b - v) * 2 >= b)].sum()),
-    )
-
-
-_BREAKDOWNS = {0b011: "condition_id", 0b101: "practitioner_id", 0b110: "start_year"}
-
-
-def _breakdown_key(grouping: int, keys: Sequence[Any]) -> Any:
-    """The key of a GROUPING SETS row over (condition, practitioner, start year)."""
-    return keys[{0b011: 0, 0b101: 1, 0b110: 2}[int(grouping)]]
-
-
-def _courses(loaded: LoadedRegistry, run: Run, agg: Aggregates) -> None:
-    """Counts over the selected courses: patients, status, stop reasons, sessions."""
-    row = run(
-        """
-        SELECT count(*), count(started_on),
-               avg(sessions_done) FILTER (WHERE started_on IS NOT NULL),
-               median(sessions_done) FILTER (WHERE started_on IS NOT NULL),
-               min(sessions_done) FILTER (WHERE started_on IS NOT NULL),
-               max(sessions_done) FILTER (WHERE started_on IS NOT NULL),
-               avg(planned_sessions) FILTER (WHERE started_on IS NOT NULL)
-        FROM c
-        """
-    ).fetchone()
-    assert row is not None  # noqa: S101  (an aggregate always returns a row)
-    agg.n_courses, agg.n_started = int(row[0]), int(row[1])
-    agg.sessions_n = agg.n_started
-    agg.sessions_mean, agg.sessions_median = _f(row[2]), _f(row[3])
-    agg.sessions_min = None if row[4] is None else int(row[4])
-    agg.sessions_max = None if row[5] is None else int(row[5])
-    agg.planned_mean = _f(row[6])
-    span = run(
-        "SELECT CAST(max(patient_id) AS HUGEINT) - min(patient_id) + 1 FROM courses_all"
-    ).fetchone()
-    _dense(run, agg.n_courses, (span or (0,))[0])
-    patients = run(
-        """
-        SELECT count(*), count(*) FILTER (WHERE started)
-        FROM (SELECT patient_id, bool_or(started_on IS NOT NULL) AS started
-              FROM c WHERE patient_id IS NOT NULL GROUP BY patient_id)
-        """
-    ).fetchone()
-    assert patients is not None  # noqa: S101
-    agg.n_patients, agg.n_patients_treated = int(patients[0]), int(patients[1])
-    for g, status, reason, n in run(
-        """
-        SELECT GROUPING(status, stop_reason), status, stop_reason, count(*)
-        FROM c GROUP BY GROUPING SETS ((status), (stop_reason))
-        """
-    ).fetchall():
-        if g == 0b01:
-            agg.status_counts[str(loaded.name("courses", "status", status))] = int(n)
-        elif reason is not None:
-            agg.stop_reasons[str(loaded.name("courses", "stop_reason", reason))] = int(n)

@@ -457,6 +457,23 @@ def add_closure(*, session: Session, principal: Principal, data: ClosureIn) -> C
         practitioner_in_clinic(
             session=session, clinic_id=clinic_id, practitioner_id=data.practitioner_id
         )
+    _refuse_booked_days(session, clinic_id, data)
+    closure = CalendarClosure(clinic_id=clinic_id, **data.model_dump())
+    session.add(closure)
+    session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        action="C",
+        event="closure.create",
+        entity_type="Schedule",
+        entity_id=closure.id,
+    )
+    return closure
+
+
+def _refuse_booked_days(session: Session, clinic_id: int, data: ClosureIn) -> None:
+    """Conflict (409) while active appointments fall on the days ``data`` closes."""
     zone = clinic_zone(session, clinic_id)
     start = _day_start(data.first_day, zone)
     end = _day_start(data.last_day + dt.timedelta(days=1), zone)
@@ -476,14 +493,45 @@ def add_closure(*, session: Session, principal: Principal, data: ClosureIn) -> C
             f"{len(affected)} appointment(s) fall on those days: move or cancel them first",
             extra={"appointment_ids": affected},
         )
-    closure = CalendarClosure(clinic_id=clinic_id, **data.model_dump())
-    session.add(closure)
+
+
+def access_closure_by_id(
+    *, session: Session, principal: Principal, closure_id: int
+) -> CalendarClosure:
+    """A closure of the principal's clinic (staff); AccessDenied (404) otherwise."""
+    _require_staff(principal)
+    closure = session.get(CalendarClosure, closure_id)
+    if closure is None or closure.clinic_id != principal.clinic_id:
+        raise AccessDenied("no such closure", entity_type="Schedule", entity_id=closure_id)
+    return closure
+
+
+def change_closure(
+    *, session: Session, principal: Principal, closure_id: int, data: ClosureIn
+) -> CalendarClosure:
+    """Move, lengthen or shorten a closure, or change its reason.
+
+    It keeps what it closes (the clinic, its room or its practitioner: ValidationFailed
+    otherwise), and is refused (409) like :func:`add_closure` while active appointments
+    fall on the days it would close.
+    """
+    if principal.role not in CLOSURE_EDITORS:
+        raise Forbidden("only admins and the front desk may change closures")
+    closure = access_closure_by_id(session=session, principal=principal, closure_id=closure_id)
+    if (data.room_id, data.practitioner_id) != (closure.room_id, closure.practitioner_id):
+        field = "practitioner_id" if data.practitioner_id != closure.practitioner_id else "room_id"
+        raise ValidationFailed(
+            "a closure keeps what it closes; add another closure instead", field=field
+        )
+    _refuse_booked_days(session, principal.clinic_id, data)
+    closure.first_day, closure.last_day = data.first_day, data.last_day
+    closure.reason = data.reason
     session.flush()
     audit.record(
         session,
         principal.actor,
-        action="C",
-        event="closure.create",
+        action="U",
+        event="closure.update",
         entity_type="Schedule",
         entity_id=closure.id,
     )

@@ -12,8 +12,26 @@ See: https://hl7.org/fhir/R4/auditevent.html
   address; ``source``: prolo as an application server;
 - ``entity``: the patient (Patient reference) and the record acted on.
 
-Read and search only, for admins of the clinic: the log is append-only and written by
-the server alone.
+Read and search for admins of the clinic. The log is append-only: update (and delete)
+are 405. A **create** lets an outside system (the clinic's EHR, with an admin's token
+and the ``write`` scope) report an event into the same hash-chained log through
+:func:`prolo.security.audit.record`, mapped from the fields the read side emits
+(IHE BALP-shaped, https://profiles.ihe.net/ITI/BALP/):
+
+- ``action`` (required here) and ``outcome`` (default ``0``) as they are (FHIR codes:
+  https://hl7.org/fhir/R4/valueset-audit-event-action.html,
+  https://hl7.org/fhir/R4/valueset-audit-event-outcome.html);
+- the event name is ``external.`` and the first ``subtype`` code (else the ``type``
+  code), so an outside event never passes for one of prolo's own;
+- ``entity``: a ``what`` Patient of this clinic is the patient (a 422 otherwise); the
+  first other ``what`` reference ``Type/id`` is the record acted on;
+- who reported it is the token's user (the entry's agent when read back, with the
+  request's address); the event's own ``recorded`` time, ``type``, requestor agent and
+  ``source`` observer (identifiers or displays, never health information) go into the
+  entry's detail. The entry's own time is when prolo appended it.
+- Never taken from the client: the entry's id, time, chain hash and lane (the chain
+  sets them); ``outcomeDesc`` (free text that could hold health information, which the
+  log must not).
 """
 
 from __future__ import annotations
@@ -21,19 +39,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, false
+from sqlalchemy import ColumnElement, false, func, select
 
 from prolo.fhir import codes
+from prolo.fhir.errors import NotAllowed, Unprocessable
 from prolo.fhir.resources.base import (
+    CREATE,
     READ,
     SEARCH,
+    Context,
     Ident,
     Meta,
     Resource,
     TableMapping,
+    check_patient_writable,
     instant,
+    referenced_id,
 )
 from prolo.fhir.search import Param, code_param, date_param, reference_param, split_token
+from prolo.security import audit
 from prolo.security.models import AUDIT_ACTIONS, AUDIT_OUTCOMES, AuditEvent
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -86,11 +110,25 @@ def _subtype(value: str, modifier: str | None) -> ColumnElement[bool]:
 class AuditEventMapping(TableMapping):
     type_name = "AuditEvent"
     model = AuditEvent
-    interactions = frozenset({READ, SEARCH})
+    interactions = frozenset({READ, SEARCH, CREATE})
     readers = frozenset({"admin"})
-    writers = frozenset[str]()
+    writers = frozenset({"admin"})
     in_patient_compartment = False
-    documentation = "An entry of the append-only, hash-chained access log (admins only)."
+    documentation = (
+        "An entry of the append-only, hash-chained access log (admins only); a create "
+        "appends an event an outside system reports."
+    )
+
+    @property
+    def keeps_identifiers(self) -> bool:
+        return False  # R4 AuditEvent has no identifier: searches need not look any up
+
+    def require(self, interaction: str) -> None:
+        if interaction not in self.interactions:
+            raise NotAllowed(
+                f"AuditEvent does not support the {interaction} interaction: the audit log "
+                "is append-only (POST a new AuditEvent to report an event)"
+            )
 
     def search_params(self) -> Sequence[Param]:
         return (
@@ -167,6 +205,94 @@ class AuditEventMapping(TableMapping):
         if entities:
             resource["entity"] = entities
         return resource
+
+    def create(self, ctx: Context, resource: Resource) -> Any:
+        """Append the reported event to the log; the entry written."""
+        action = resource.get("action")
+        if action not in AUDIT_ACTIONS:
+            raise Unprocessable(
+                f"AuditEvent.action is required by prolo ({', '.join(AUDIT_ACTIONS)})",
+                expression=["AuditEvent.action"],
+            )
+        outcome = resource.get("outcome", "0")
+        if outcome not in AUDIT_OUTCOMES:
+            raise Unprocessable(
+                f"AuditEvent.outcome must be one of {', '.join(AUDIT_OUTCOMES)}",
+                expression=["AuditEvent.outcome"],
+            )
+        kind = resource.get("type") or {}
+        subtypes = [s for s in resource.get("subtype") or [] if isinstance(s, dict)]
+        name = str((subtypes[0] if subtypes else kind).get("code") or "event")
+        event = f"external.{name}"[:60]
+        patient_id, entity_type, entity_id = self._entities(ctx, resource)
+        entry = audit.record(
+            ctx.session,
+            ctx.principal.actor,
+            action=action,
+            event=event,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            patient_id=patient_id,
+            outcome=outcome,
+            detail=_reported(resource)[:300],
+        )
+        # The entry gets its id when the transaction's entries are written, which any
+        # statement reading the log does first (a transaction reads its own entries);
+        # ids grow within the lane this transaction holds, so the newest match is it.
+        newest = ctx.session.scalar(
+            select(func.max(AuditEvent.id)).where(
+                AuditEvent.clinic_id == ctx.principal.actor.clinic_id,
+                AuditEvent.user_id == ctx.principal.actor.user_id,
+                AuditEvent.event == event,
+            )
+        )
+        return ctx.session.get(AuditEvent, entry.id or newest)
+
+    def _entities(self, ctx: Context, resource: Resource) -> tuple[int | None, str, str | None]:
+        """(patient id, entity type, entity id) from ``entity[].what``."""
+        patient_id: int | None = None
+        entity_type, entity_id = "External", None
+        for index, entity in enumerate(resource.get("entity") or []):
+            what = entity.get("what") if isinstance(entity, dict) else None
+            text = what.get("reference") if isinstance(what, dict) else None
+            if not isinstance(text, str):
+                continue
+            path = f"AuditEvent.entity[{index}].what"
+            target = ctx.resolved.get(text, text).rstrip("/").split("/")[-2:]
+            if target[0] == "Patient" and patient_id is None:
+                patient_id = referenced_id(ctx, what, "Patient", path=path)
+                check_patient_writable(ctx, patient_id, path=path)
+            elif entity_id is None and len(target) == 2 and target[0].isalpha():
+                entity_type, entity_id = target[0][:40], target[1][:64]
+        if entity_id is None and patient_id is not None:
+            entity_type, entity_id = "Patient", str(patient_id)
+        return patient_id, entity_type, entity_id
+
+
+def _reported(resource: Resource) -> str:
+    """What the entry's detail keeps of the report: its type, time, agent and source."""
+
+    def named(item: Any) -> str | None:
+        if not isinstance(item, dict):
+            return None
+        ident = item.get("identifier")
+        if isinstance(ident, dict) and ident.get("value"):
+            return f"{ident.get('system', '')}|{ident['value']}"
+        for key in ("reference", "display"):
+            if isinstance(item.get(key), str):
+                return str(item[key])
+        return None
+
+    kind = resource.get("type") or {}
+    agents = [a for a in resource.get("agent") or [] if isinstance(a, dict)]
+    requestor = next((a for a in agents if a.get("requestor")), agents[0] if agents else {})
+    parts = [
+        f"reported {kind.get('system', '')}|{kind.get('code', '')}",
+        f"recorded {resource.get('recorded')}",
+        f"agent {named(requestor.get('who')) or '?'}",
+        f"source {named((resource.get('source') or {}).get('observer')) or '?'}",
+    ]
+    return "; ".join(parts)
 
 
 MAPPING = AuditEventMapping()

@@ -151,9 +151,25 @@ class MappingBase:
 
 
 class DataMapping(MappingBase, ABC):
-    """A resource type served from prolo's data files (read and search only)."""
+    """A resource type not served row for row from one table: prolo's data files, or
+    values the owning domain computes (free Slots).
+
+    Read and search by default; a type that can be written overrides :meth:`create`
+    and :meth:`update`, which return the resource as it now reads.
+    """
 
     interactions = frozenset({READ, SEARCH})
+
+    def create(self, ctx: Context, resource: Resource) -> Resource:
+        """Write ``resource`` through the owning domain; the created resource."""
+        raise NotAllowed(f"{self.type_name} cannot be created through this server")
+
+    def update(
+        self, ctx: Context, resource_id: str, resource: Resource, *, if_match: str | None
+    ) -> Resource:
+        """Replace what ``resource_id`` maps to; the updated resource. ``if_match`` is the
+        client's ``If-Match`` (PreconditionFailed when stale)."""
+        raise NotAllowed(f"{self.type_name} cannot be updated through this server")
 
     @abstractmethod
     def read(self, ctx: Context, resource_id: str) -> Resource:
@@ -184,6 +200,11 @@ class TableMapping(MappingBase, ABC):
     # -- what subclasses describe -------------------------------------------------------
 
     def search_params(self) -> Sequence[Param]:
+        return ()
+
+    def extra_columns(self) -> Sequence[Any]:
+        """Labelled column expressions selected with each row for :meth:`to_fhir` (values
+        the resource shows from other tables, as correlated subqueries); none by default."""
         return ()
 
     def updated_column(self) -> Any:

@@ -10,8 +10,23 @@ See: https://hl7.org/fhir/R4/observation.html
   reference range, so none is given);
 - ``derivedFrom`` the QuestionnaireResponse; ``subject``; ``effectiveDateTime``.
 
-Read and search only: scores are computed by the instruments' scoring code when a
-response is submitted, never written by a client.
+Scores are computed by the instruments' scoring code when a response is submitted, so
+a create whose ``code`` is one of prolo's instrument scores is refused (422: POST the
+QuestionnaireResponse). One kind of Observation is taken from outside: a reading of a
+single-item instrument whose Questionnaire carries a LOINC code, sent with that code and
+no prolo score coding. Today that is the pain intensity 0-10 numeric rating, LOINC
+72514-3 "Pain severity - 0-10 verbal numeric rating [Score] - Reported"
+(https://loinc.org/72514-3, as linked by the HL7 Belgium Patient Monitoring IG's
+ValueSet-pain-scale: https://build.fhir.org/ig/hl7-be/patient-monitoring/branches/main/en/ValueSet-pain-scale.html),
+e.g. a pain score an EHR measured at a visit. It is recorded as a completed response to
+prolo's own instrument (:func:`prolo.portal.service.submit_response`, which checks the
+value, scores it and audits it): ``valueInteger`` or ``valueQuantity.value`` (a whole
+number in the item's range) the answer, ``effectiveDateTime`` (or
+``effectiveInstant``) when it was answered, ``subject`` the patient, ``basedOn`` a
+CarePlan the course, timepoint ``ad_hoc``. The answer is the new score Observation,
+``derivedFrom`` the response it made. ``status`` is ``final``, ``amended`` or
+``corrected``. Observations are not updated (a score follows its response, and
+responses are not updated through FHIR).
 """
 
 from __future__ import annotations
@@ -23,16 +38,24 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, or_
 
 from prolo.fhir import codes
+from prolo.fhir.errors import Unprocessable
 from prolo.fhir.resources.base import (
+    CREATE,
     READ,
     SEARCH,
+    Context,
     Meta,
     Resource,
     TableMapping,
+    check_patient_writable,
+    fhir_datetime,
     identifier_list,
     instant,
+    named_fields,
     put,
+    pydantic_problem,
     ref,
+    referenced_id,
 )
 from prolo.fhir.search import Param, date_param, reference_param, split_token
 from prolo.portal.models import Score
@@ -78,8 +101,13 @@ def _code(value: str, modifier: str | None) -> ColumnElement[bool]:
 class ObservationMapping(TableMapping):
     type_name = "Observation"
     model = Score
-    interactions = frozenset({READ, SEARCH})
-    documentation = "An outcome score computed from a questionnaire response."
+    interactions = frozenset({READ, SEARCH, CREATE})
+    writers = frozenset({"admin", "clinician", "patient"})
+    documentation = (
+        "An outcome score computed from a questionnaire response; a create takes an "
+        "outside reading of a single-item instrument by its LOINC code (pain 0-10, "
+        "72514-3) and records it as a response."
+    )
 
     def search_params(self) -> Sequence[Param]:
         return (
@@ -127,6 +155,113 @@ class ObservationMapping(TableMapping):
         }
         resource["derivedFrom"] = [ref("QuestionnaireResponse", row.response_id)]
         return resource
+
+    def create(self, ctx: Context, resource: Resource) -> Any:
+        """Record an outside reading as a response to prolo's instrument; its score row."""
+        from pydantic import ValidationError
+        from sqlalchemy import select
+
+        from prolo.portal import service as portal
+        from prolo.portal.schemas import ResponseIn
+
+        instrument_id, item_id = _measured_item(resource)
+        status = resource.get("status")
+        if status not in ("final", "amended", "corrected"):
+            raise Unprocessable(
+                f"Observation.status: only a final reading is recorded, not {status}",
+                expression=["Observation.status"],
+            )
+        patient_id = referenced_id(
+            ctx, resource.get("subject"), "Patient", path="Observation.subject"
+        )
+        check_patient_writable(ctx, patient_id, path="Observation.subject")
+        effective = resource.get("effectiveDateTime") or resource.get("effectiveInstant")
+        if effective is None:
+            raise Unprocessable(
+                "Observation.effectiveDateTime: when the reading was taken is required",
+                expression=["Observation.effective[x]"],
+            )
+        course_id = None
+        for index, item in enumerate(resource.get("basedOn") or []):
+            target = str((item or {}).get("reference", "")) if isinstance(item, dict) else ""
+            if "CarePlan/" in ctx.resolved.get(target, target):
+                path = f"Observation.basedOn[{index}]"
+                course_id = referenced_id(ctx, item, "CarePlan", path=path)
+        try:
+            data = ResponseIn(
+                answers={item_id: _value(resource)},
+                instrument_id=instrument_id,
+                timepoint="ad_hoc",
+                status="completed",
+                course_id=course_id,
+                authored_at=fhir_datetime(effective, path="Observation.effectiveDateTime"),
+            )
+        except ValidationError as exc:
+            raise pydantic_problem("Observation", exc, _FIELDS) from None
+        with named_fields(_FIELDS):
+            submitted = portal.submit_response(
+                session=ctx.session, principal=ctx.principal, patient_id=patient_id, data=data
+            )
+        return ctx.session.scalars(
+            select(Score).where(
+                Score.response_id == submitted.response.id, Score.score_key == "total"
+            )
+        ).one()
+
+
+_FIELDS = {
+    "answers": "Observation.value[x]",
+    "instrument_id": "Observation.code",
+    "course_id": "Observation.basedOn",
+    "authored_at": "Observation.effectiveDateTime",
+}
+
+
+def measured_instruments() -> dict[str, tuple[str, str]]:
+    """LOINC code -> (instrument id, its one item's linkId), for single-item instruments
+    whose Questionnaire carries a LOINC code (their total is that item's value)."""
+    from prolo.instruments.catalog import instruments
+
+    return {
+        i.loinc: (i.id, i.item_ids[0])
+        for i in instruments().values()
+        if i.loinc and len(i.item_ids) == 1
+    }
+
+
+def _measured_item(resource: Resource) -> tuple[str, str]:
+    """(instrument, linkId) an outside Observation's LOINC code names; 422 otherwise."""
+    coding = [c for c in (resource.get("code") or {}).get("coding") or [] if isinstance(c, dict)]
+    if any(c.get("system") == codes.PROLO_SCORE for c in coding):
+        raise Unprocessable(
+            "Observation.code: prolo's instrument scores are computed from the answers; "
+            "POST the QuestionnaireResponse and its scores follow",
+            expression=["Observation.code"],
+        )
+    known = measured_instruments()
+    for c in coding:
+        if c.get("system") == codes.LOINC and c.get("code") in known:
+            return known[str(c["code"])]
+    accepted = ", ".join(f"{codes.LOINC}|{code}" for code in sorted(known))
+    raise Unprocessable(
+        f"Observation.code: prolo records outside readings of {accepted} only (as a "
+        "response to its own instrument); other observations have no place in prolo",
+        expression=["Observation.code"],
+    )
+
+
+def _value(resource: Resource) -> int | float:
+    """The reading: valueInteger, or valueQuantity.value as a number."""
+    if isinstance(resource.get("valueInteger"), int):
+        return int(resource["valueInteger"])
+    quantity = resource.get("valueQuantity")
+    value = quantity.get("value") if isinstance(quantity, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value) if float(value).is_integer() else float(value)
+    raise Unprocessable(
+        "Observation.value[x]: the reading is a valueInteger or a valueQuantity with a value",
+        expression=["Observation.value[x]"],
+    )
 
 
 MAPPING = ObservationMapping()

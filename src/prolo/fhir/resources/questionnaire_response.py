@@ -17,7 +17,15 @@ same transaction: ``valueCoding`` answers become their ordinals, numbers stay nu
 the ``questionnaire`` canonical names the instrument, ``basedOn`` the course, the
 timepoint extension the timepoint (default ``ad_hoc``); an identifier in
 ``.../sid/questionnaire-response-key`` is the submission key, so a retry is not stored
-twice. Responses are not updated through FHIR (the portal keeps drafts).
+twice.
+
+An update (PUT) follows the portal's draft rules (:func:`prolo.portal.service.update_draft`):
+an ``in-progress`` response takes new answers and may be completed (then scored, with
+``authored`` set to the time of completion, as in the portal); its subject,
+questionnaire, course and timepoint are fixed (422 naming the element). A completed
+response has scores derived from its answers and can no longer change: the same
+content again (a read resource put back) is accepted and changes nothing; anything
+else is a 409. A correction is a new response.
 """
 
 from __future__ import annotations
@@ -29,12 +37,14 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, false
 
+from prolo.errors import Conflict
 from prolo.fhir import codes
 from prolo.fhir.errors import Unprocessable
 from prolo.fhir.resources.base import (
     CREATE,
     READ,
     SEARCH,
+    UPDATE,
     Context,
     Meta,
     Resource,
@@ -112,9 +122,12 @@ def _questionnaire(value: str, modifier: str | None) -> ColumnElement[bool]:
 class QuestionnaireResponseMapping(TableMapping):
     type_name = "QuestionnaireResponse"
     model = QuestionnaireResponse
-    interactions = frozenset({READ, SEARCH, CREATE})
+    interactions = frozenset({READ, SEARCH, CREATE, UPDATE})
     writers = frozenset({"admin", "clinician", "patient"})
-    documentation = "One answered outcome instrument (a create is scored at once)."
+    documentation = (
+        "One answered outcome instrument: scored when completed; a draft may be updated "
+        "until it is completed"
+    )
 
     def search_params(self) -> Sequence[Param]:
         return (
@@ -164,8 +177,56 @@ class QuestionnaireResponseMapping(TableMapping):
 
     def create(self, ctx: Context, resource: Resource) -> Any:
         """Submit (and score) through the portal service."""
-        from prolo.fhir.resources.questionnaire import by_url
         from prolo.portal import service as portal
+
+        patient_id, data = self._values(ctx, resource)
+        with named_fields(_FIELDS):
+            submitted = portal.submit_response(
+                session=ctx.session, principal=ctx.principal, patient_id=patient_id, data=data
+            )
+        return submitted.response
+
+    def update(self, ctx: Context, row: Any, resource: Resource) -> Any:
+        """Save or complete a draft through the portal service; a completed one is fixed."""
+        from prolo.portal import service as portal
+        from prolo.portal.schemas import DraftUpdateIn
+
+        canonical = str(resource.get("questionnaire") or "").split("|")[0]
+        if canonical != questionnaire_url(row.instrument_id):
+            # Checked before the answers, which would be read against the wrong items.
+            raise _fixed("questionnaire")
+        patient_id, data = self._values(ctx, resource)
+        fixed = (
+            ("subject", patient_id, row.patient_id),
+            ("questionnaire", data.instrument_id, row.instrument_id),
+            ("basedOn", data.course_id, row.course_id),
+            ("extension", data.timepoint, row.timepoint),
+        )
+        for element, given, stored in fixed:
+            if given != stored:
+                raise _fixed(element)
+        if row.status == "completed":
+            given_answers = {k: v for k, v in data.answers.items() if v is not None}
+            stored_answers = {k: v for k, v in (row.answers or {}).items() if v is not None}
+            if data.status == "completed" and given_answers == stored_answers:
+                return row  # the same content again: nothing to change
+            raise Conflict(
+                "this response is completed and scored; it can no longer change "
+                "(submit a new response to correct it)"
+            )
+        with named_fields(_FIELDS):
+            return portal.update_draft(
+                session=ctx.session,
+                principal=ctx.principal,
+                patient_id=row.patient_id,
+                response_id=row.id,
+                data=DraftUpdateIn(answers=data.answers, status=data.status),
+            )
+
+    def _values(self, ctx: Context, resource: Resource) -> tuple[int, Any]:
+        """The patient id and the portal's ``ResponseIn`` for ``resource`` (422 naming
+        the element when it does not fit)."""
+        from prolo.fhir.resources.questionnaire import by_url
         from prolo.portal.schemas import ResponseIn
 
         patient_id = referenced_id(
@@ -217,11 +278,14 @@ class QuestionnaireResponseMapping(TableMapping):
             )
         except ValidationError as exc:
             raise pydantic_problem("QuestionnaireResponse", exc, _FIELDS) from None
-        with named_fields(_FIELDS):
-            submitted = portal.submit_response(
-                session=ctx.session, principal=ctx.principal, patient_id=patient_id, data=data
-            )
-        return submitted.response
+        return patient_id, data
+
+
+def _fixed(element: str) -> Unprocessable:
+    return Unprocessable(
+        f"QuestionnaireResponse.{element} cannot change once stored; submit a new response instead",
+        expression=[f"QuestionnaireResponse.{element}"],
+    )
 
 
 _FIELDS = {
