@@ -56,7 +56,11 @@ TRANSLATED = {"MedicationRequest": "MedicationStatement"}
 # calendar is not something to copy from another system; an EHR's Procedures are not
 # prolotherapy session records (signed by the injecting clinician after a re-check), and
 # a consent is taken in front of the patient with prolo's text.
-NOT_FROM_FILES = frozenset({"Appointment", "Procedure", "Consent"})
+# A calendar's hours, closures and an outside audit log are not copied from files
+# either, and an Observation is taken only as a live reading (prolo's scores are its own).
+NOT_FROM_FILES = frozenset(
+    {"Appointment", "Procedure", "Consent", "Schedule", "Slot", "Observation", "AuditEvent"}
+)
 _ORDER = {
     name: i for i, name in enumerate((*WRITE_ORDER[:5], "MedicationRequest", *WRITE_ORDER[5:]))
 }
