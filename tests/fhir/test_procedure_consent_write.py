@@ -22,7 +22,7 @@ from prolo.fhir.resources.consent import POLICY, SCOPE_SYSTEM, STATEMENT_EXT
 from prolo.knowledge.safety import load_safety_rules
 from prolo.scheduling.models import Appointment
 from prolo.security.models import AuditEvent
-from tests.factories import make_user
+from tests.factories import make_clinic, make_user
 from tests.fhir.conftest import World
 from tests.fhir.helpers import check_bundle, check_resource, fhir_token, parse
 
@@ -510,7 +510,20 @@ def test_who_may_write_procedures(client: TestClient, session: Session, world: W
     outcome(client.get(url, headers=front_desk), 403, "forbidden")  # no clinical notes
     read_only = fhir_token(session, world.clinician, "fhir")
     outcome(client.post("/fhir/Procedure", json=body, headers=read_only), 403, "forbidden")
+    # Another clinic's clinician: the record is not theirs (404), nor is the patient (422).
+    elsewhere = fhir_token(session, make_user(session, make_clinic(session), "clinician"))
+    outcome(client.put(url, json=read, headers=elsewhere), 404, "not-found")
+    issue = outcome(
+        client.post("/fhir/Procedure", json=body, headers=elsewhere), 422, "business-rule"
+    )
+    assert issue["expression"] == ["Procedure.subject"]
     assert count(session, Procedure) == before
+    # The patient reads their own record, and no one else's.
+    assert client.get(url, headers=patient).status_code == 200
+    theirs = fhir_token(
+        session, make_user(session, world.clinic, "patient", patient=world.other), "fhir"
+    )
+    outcome(client.get(url, headers=theirs), 404, "not-found")
 
 
 # -- Consent ------------------------------------------------------------------------------
