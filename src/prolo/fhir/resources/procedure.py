@@ -40,7 +40,7 @@ file and a re-check that allows injection. A signed record never changes: a PUT 
 says what is stored succeeds and writes nothing; any other PUT is a 409 that says how
 to amend, which is a POST of the corrected record with ``.../amends`` naming the
 signed one and ``.../amendment-reason`` saying why (a new Procedure; the original stays
-as it was, and reads with the id of its amendment nowhere changed).
+as it was). A PUT is not turned into an amendment: it would answer with another id.
 """
 
 from __future__ import annotations
