@@ -109,7 +109,12 @@ def test_upgrade_demo_user_token_and_audit(env: dict[str, str], tmp_path: Path) 
     assert result.exit_code == 0 and "intact" in result.output
     engine = create_engine(env["PROLO_DATABASE_URL"])
     with engine.begin() as conn:
-        conn.execute(text("UPDATE audit_event SET detail = 'tampered' WHERE id = 2"))
+        # The fields are generated from the hashed entry: the entry is what gets edited.
+        conn.execute(
+            text(
+                "UPDATE audit_event SET entry = replace(entry, '\"v\"', '\"edited\"') WHERE id = 2"
+            )
+        )
     engine.dispose()
     result = runner.invoke(app, ["audit", "verify"], env=env)
     assert result.exit_code == 1 and "entry 2" in result.output

@@ -185,7 +185,12 @@ def test_a_backup_whose_audit_chain_was_edited_fails_after_restore(
     edited = make_db("ops_edited")
     edited.fill(patients=2, seed=4)
     with edited.engine.begin() as conn:
-        conn.execute(text("UPDATE audit_event SET detail = 'edited' WHERE id = 3"))
+        # The fields are generated from the hashed entry: the entry is what gets edited.
+        conn.execute(
+            text(
+                "UPDATE audit_event SET entry = replace(entry, '\"v\"', '\"edited\"') WHERE id = 3"
+            )
+        )
     dump = tmp_path / "clinic.backup"
     backup_database(edited.settings, dump)
     target = make_db("ops_chain")

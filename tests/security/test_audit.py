@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import delete, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from prolo.security import audit
@@ -37,11 +39,30 @@ def test_an_intact_chain_verifies(session: Session) -> None:
 
 def test_an_edited_entry_is_named(session: Session) -> None:
     entries = _write(session, 5)
-    session.execute(update(AuditEvent).where(AuditEvent.id == entries[2].id).values(user_id=99))
+    edited = entries[2].entry.replace('"user":1,', '"user":99,')
+    assert edited != entries[2].entry
+    session.execute(update(AuditEvent).where(AuditEvent.id == entries[2].id).values(entry=edited))
     session.expire_all()
+    assert session.get(AuditEvent, entries[2].id).user_id == 99  # type: ignore[union-attr]
     _, broken = audit.verify_database(session)
     assert broken is not None and broken.entry_id == entries[2].id
     assert "edited" in broken.reason
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("user_id", 99), ("detail", "x"), ("recorded_at", None)]
+)
+def test_a_field_cannot_be_edited_apart_from_the_hashed_entry(
+    session: Session, column: str, value: object
+) -> None:
+    entry = _write(session, 1)[0]
+    if column == "recorded_at":
+        value = entry.recorded_at.replace(year=2020)
+    nested = session.begin_nested()
+    with pytest.raises(DBAPIError, match="(?i)generated"):
+        session.execute(update(AuditEvent).where(AuditEvent.id == entry.id).values({column: value}))
+    nested.rollback()
+    assert audit.verify_database(session)[1] is None
 
 
 def test_a_removed_entry_is_named(session: Session) -> None:
@@ -57,8 +78,8 @@ def test_a_rehashed_forgery_still_breaks_the_next_link(session: Session) -> None
     entries = _write(session, 4)
     forged = entries[1]
     session.add(forged)  # the returned entries are detached
-    forged.user_id = 42
-    forged.hash = audit.entry_hash(forged.prev_hash, forged)
+    forged.entry = forged.entry.replace('"user":1,', '"user":42,')
+    forged.digest = audit.entry_digest(entries[0].digest, forged)  # consistent in itself
     session.flush()
     _, broken = audit.verify_database(session)
     assert broken is not None and broken.entry_id == entries[2].id

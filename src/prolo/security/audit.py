@@ -1,9 +1,11 @@
 """The hash-chained audit log: append inside the caller's transaction, verify the chain.
 
-Each entry's hash is SHA-256 over the previous entry's hash and the entry's own
-fields in a fixed order (:func:`entry_hash`). The log is a set of chains, "lanes"
-(64 on PostgreSQL, lane 1 only on SQLite); ``audit_head`` keeps each lane's newest
-entry id and hash, apart from the log:
+The entry format is :mod:`prolo.security.chain` (version 2): an entry is one canonical
+JSON text holding every audited field (``entry``) and its SHA-256 ``digest`` over the
+previous entry's digest and that text; the field columns are generated from ``entry``
+by the database. The log is a set of chains, "lanes" (64 on PostgreSQL, lane 1 only
+on SQLite); ``audit_head`` keeps each lane's newest entry id and hex digest, apart
+from the log:
 
 - :func:`record` only queues the entry on the connection. The transaction's entries
   are chained and written together just before it commits (SQLAlchemy's connection
@@ -17,9 +19,7 @@ entry id and hash, apart from the log:
   SKIP LOCKED``, which never waits; all busy, it waits for one) and keeps it to the end
   of the transaction. Appends to one lane queue, so a lane never forks (under stricter
   isolation than READ COMMITTED an append fails rather than fork), while concurrent
-  transactions take other lanes: none waits for another's commit. This replaced one
-  transaction-scoped advisory lock for the whole log, which made every audited request
-  wait for the previous one's commit.
+  transactions take other lanes: none waits for another's commit.
 - Ids come from the table's sequence on PostgreSQL, taken once the lane is held (so they
   increase within a lane), and follow lane 1's head on SQLite; each entry names the
   entry before it in its lane (``prev_id``; entries from before lanes have none and
@@ -29,21 +29,21 @@ entry id and hash, apart from the log:
   back savepoint, and the head is then re-read) and one ``executemany`` ``INSERT``.
   PostgreSQL: one ``SELECT`` locks a lane and takes the ids, one statement moves the head
   and inserts every entry from a JSON array (psycopg adapting each value was most of
-  the client's cost). The returned :class:`AuditEvent` gets its id and hash when written.
+  the client's cost). The returned :class:`AuditEvent` gets its id and digest when
+  written.
 
-Verification (:func:`verify_database`) streams the log in id order with each hash's
-input built by the database (a few C string functions per row) and hashes it with
-hashlib; a batch is checked as whole lists, and only a failing batch entry by entry,
-where a suspect hash is recomputed with the chain format's own Python code, so the
-SQL is a fast path, never the authority. Each lane head must name an entry with its
-hash, so entries removed from the end show as missing. ``docs/deploy.md`` has figures.
+Verification (:func:`verify_database`) streams (id, lane, prev_id, entry bytes, digest)
+in id order and hashes previous digest + entry with hashlib; a batch is checked as
+whole lists, and only a failing batch entry by entry, where a suspect entry is re-read
+and rechecked by the chain format's own code (:mod:`prolo.security.chain`: version 2,
+or version 1 for entries written before it), so the batch check is a fast path, never
+the authority. Each lane head must name an entry with its digest, so entries removed
+from the end show as missing. ``docs/deploy.md`` has figures.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import json
 import logging
 import multiprocessing
 import sqlite3
@@ -52,7 +52,7 @@ import weakref
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from operator import methodcaller
+from operator import add, methodcaller
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
@@ -60,10 +60,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
 
 from prolo.db import utcnow
+from prolo.security import chain
 from prolo.security.models import AUDIT_ACTIONS, AUDIT_OUTCOMES, AuditEvent
 
-GENESIS = "0" * 64
-SEPARATOR = "\x1f"
+GENESIS = chain.GENESIS.hex()  # a lane head before its first entry (audit_head.last_hash)
 log = logging.getLogger("prolo.audit")
 
 
@@ -80,54 +80,20 @@ class Actor:
 SYSTEM = Actor(user_id=None, role="system", clinic_id=None)
 
 
-def _preimage(prev_hash: str, entry_id: object, recorded_iso: str, *fields: object) -> str:
-    # The chain format: prev hash, id, time, then the fields in column order, with
-    # str() of each (so None is "None"), joined by the unit separator.
-    return SEPARATOR.join((prev_hash, str(entry_id), recorded_iso, *map(str, fields)))
+def entry_digest(prev: bytes, event: AuditEvent) -> bytes:
+    """The version 2 digest of ``event`` (its ``entry``) following the digest ``prev``."""
+    return chain.digest(prev, event.entry)
 
 
-def entry_hash(prev_hash: str, event: AuditEvent) -> str:
-    """The chain hash of ``event`` following ``prev_hash``."""
-    return hashlib.sha256(
-        _preimage(
-            prev_hash,
-            event.id,
-            event.recorded_at.astimezone(dt.UTC).isoformat(),
-            event.user_id,
-            event.user_role,
-            event.clinic_id,
-            event.action,
-            event.event,
-            event.entity_type,
-            event.entity_id,
-            event.patient_id,
-            event.outcome,
-            event.source_ip,
-            event.detail,
-        ).encode()
-    ).hexdigest()
-
-
-_INSERT_COLUMNS = (
-    "id, recorded_at, user_id, user_role, clinic_id, action, event, entity_type, "
-    "entity_id, patient_id, outcome, source_ip, detail, prev_hash, hash, lane, prev_id"
-)
-_ENTRY_COLUMNS = _INSERT_COLUMNS.removesuffix(", lane, prev_id")
+_INSERT_COLUMNS = "id, lane, prev_id, entry, digest"
 _ID_SEQUENCE = "audit_event_id_seq"  # the BIGSERIAL behind audit_event.id on PostgreSQL
 # S608 below: every statement is built from constants only, never from input.
-_INSERT = f"INSERT INTO audit_event ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * 17)})"  # noqa: S608
+_INSERT = f"INSERT INTO audit_event ({_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
 _MOVE_HEAD = (
     "UPDATE audit_head SET last_id = ?, last_hash = ? "
     "WHERE id = ? AND last_id = ? AND last_hash = ?"
 )
 _IDS = f"ARRAY(SELECT nextval('{_ID_SEQUENCE}') FROM generate_series(1, %s))"  # noqa: S608
-# The column types of audit_event, in _INSERT_COLUMNS order: PostgreSQL reads the entries
-# from one JSON array of rows. psycopg adapting 17 values (or 17 arrays) per entry cost
-# 12-15 µs of client CPU per entry; json.dumps and one text parameter cost about 4.
-_PG_TYPES = (
-    "bigint timestamptz integer text integer text text text text integer text text text "
-    "text text smallint bigint"
-).split()
 _SQL = {
     # SQLite: one writer at a time anyway, so one lane; ids follow the lane's head.
     "sqlite": {
@@ -136,7 +102,7 @@ _SQL = {
         "move_head": _MOVE_HEAD,
         "insert": _INSERT,
         "create_head": "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, ?, ?)",
-        "last_entry": "SELECT id, hash FROM audit_event WHERE lane = 1 ORDER BY id DESC LIMIT 1",
+        "last_entry": "SELECT id, digest FROM audit_event WHERE lane = 1 ORDER BY id DESC LIMIT 1",
     },
     # PostgreSQL: a transaction takes the first lane nobody holds (SKIP LOCKED never
     # waits) and, in the same statement, once it holds it, the ids of its entries from
@@ -153,14 +119,16 @@ _SQL = {
         "append": "WITH moved AS ("  # noqa: S608
         + _MOVE_HEAD.replace("?", "%s")
         + f" RETURNING id) INSERT INTO audit_event ({_INSERT_COLUMNS}) SELECT "  # noqa: S608
-        + ", ".join(f"(r->>{i})::{t}" for i, t in enumerate(_PG_TYPES))
-        + " FROM jsonb_array_elements(%s::jsonb) AS r WHERE EXISTS (SELECT FROM moved)",
+        # Rows travel as one JSON array of [id, prev id, hex digest, entry]: the json
+        # type (not jsonb) keeps each entry's text exactly as sent, byte for byte.
+        "(r->>0)::bigint, %s, (r->>1)::bigint, (r->3)::text, decode(r->>2, 'hex') "
+        "FROM json_array_elements(%s::json) AS r WHERE EXISTS (SELECT FROM moved)",
         "insert": _INSERT.replace("?", "%s"),
         "create_head": "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, %s, %s)",
-        "last_entry": "SELECT id, hash FROM audit_event WHERE lane = 1 ORDER BY id DESC LIMIT 1",
+        "last_entry": "SELECT id, digest FROM audit_event WHERE lane = 1 ORDER BY id DESC LIMIT 1",
     },
 }
-_HEAD_KEY = "prolo.audit.head"  # in Connection.info: (transaction, lane, last id, last hash)
+_HEAD_KEY = "prolo.audit.head"  # in Connection.info: (transaction, lane, last id, last digest)
 _PENDING_KEY = "prolo.audit.pending"  # in Connection.info: the entries not written yet
 _ACTIONS = frozenset(AUDIT_ACTIONS)
 _OUTCOMES = frozenset(AUDIT_OUTCOMES)
@@ -176,10 +144,10 @@ def _raw_error(conn: Connection, statement: str, exc: Exception) -> Exception:
 
 @dataclass
 class _Pending:
-    """A transaction's entries recorded but not yet written: (time, fields) and objects."""
+    """A transaction's entries recorded but not yet written: canonical texts and objects."""
 
     transaction: object
-    rows: list[tuple[dt.datetime, tuple[object, ...]]] = field(default_factory=list)
+    rows: list[str] = field(default_factory=list)
     entries: list[AuditEvent] = field(default_factory=list)
 
 
@@ -239,6 +207,7 @@ def record(
         actor.source_ip,
         detail,
     )
+    text = chain.encode(now, fields)
     # A blank object made the way a query load makes one (no constructor, no attribute
     # events): constructing it through __init__ cost more than the append itself.
     entry = _new_event()
@@ -255,8 +224,9 @@ def record(
         outcome=outcome,
         source_ip=actor.source_ip,
         detail=detail,
+        entry=text,
     )
-    pending.rows.append((now, fields))
+    pending.rows.append(text)
     pending.entries.append(entry)
     return entry
 
@@ -336,7 +306,7 @@ def _write_pending(conn: Connection) -> None:
     SQLite: one conditional ``UPDATE`` of lane 1's head (from the head this connection
     last saw; a stale one is re-read) and one ``executemany`` ``INSERT``. PostgreSQL:
     one statement locks a free lane and takes the ids, one moves its head and inserts
-    every entry (``unnest`` of one array per column).
+    every entry (from one JSON array).
     """
     pending = conn.info.pop(_PENDING_KEY, None)
     if pending is None or not pending.rows:
@@ -361,48 +331,37 @@ def _write_pending(conn: Connection) -> None:
         raise _raw_error(conn, statement, exc) from exc
     finally:
         cur.close()
-    last_id, _, last_hash, _ = chained[-1]
-    conn.info[_HEAD_KEY] = (transaction, lane, last_id, last_hash)
-    for entry, (entry_id, prev_hash, entry_hash_, prev_id) in zip(
-        pending.entries, chained, strict=True
-    ):
-        entry.__dict__.update(
-            id=entry_id, prev_hash=prev_hash, hash=entry_hash_, lane=lane, prev_id=prev_id
-        )
+    last_id, last_digest, _ = chained[-1]
+    conn.info[_HEAD_KEY] = (transaction, lane, last_id, last_digest)
+    for entry, (entry_id, digest, prev_id) in zip(pending.entries, chained, strict=True):
+        entry.__dict__.update(id=entry_id, digest=digest, lane=lane, prev_id=prev_id)
         make_transient_to_detached(entry)
 
 
-Chained = list[tuple[int, str, str, int]]  # (id, prev hash, hash, prev id) per entry
+Chained = list[tuple[int, bytes, int]]  # (id, digest, prev id) per entry
 
 
-def _chain(
-    rows: Sequence[tuple[dt.datetime, tuple[object, ...]]],
-    ids: Sequence[int],
-    last_id: int,
-    last_hash: str,
-) -> Chained:
-    """Each entry's (id, prev hash, hash, prev id), continuing a lane at its last entry."""
+def _chain(entries: Sequence[str], ids: Sequence[int], last_id: int, last: bytes) -> Chained:
+    """Each entry's (id, digest, prev id), continuing a lane at its last entry."""
     chained: Chained = []
-    for (now, fields), entry_id in zip(rows, ids, strict=True):
-        digest = _sha(_preimage(last_hash, entry_id, now.isoformat(), *fields))
-        chained.append((entry_id, last_hash, digest, last_id))
-        last_id, last_hash = entry_id, digest
+    for text, entry_id in zip(entries, ids, strict=True):
+        digest = chain.digest(last, text)
+        chained.append((entry_id, digest, last_id))
+        last_id, last = entry_id, digest
     return chained
 
 
 def _append_sqlite(
-    cur: Any,
-    sql: dict[str, str],
-    cached: tuple[object, int, int, str] | None,
-    rows: list[tuple[dt.datetime, tuple[object, ...]]],
+    cur: Any, sql: dict[str, str], cached: tuple[object, int, int, bytes] | None, rows: list[str]
 ) -> tuple[int, Chained]:
     # The head this connection left last time is right unless another connection
     # appended since: the conditional UPDATE (which takes the write lock) tells.
     head = None if cached is None else cached[1:]
     for _ in range(2):
-        lane, last_id, last_hash = head if head is not None else _take_lane(cur, sql)[:3]
-        chained = _chain(rows, range(last_id + 1, last_id + 1 + len(rows)), last_id, last_hash)
-        cur.execute(sql["move_head"], (chained[-1][0], chained[-1][2], lane, last_id, last_hash))
+        lane, last_id, last = head if head is not None else _take_lane(cur, sql)[:3]
+        chained = _chain(rows, range(last_id + 1, last_id + 1 + len(rows)), last_id, last)
+        moved = (chained[-1][0], chained[-1][1].hex(), lane, last_id, last.hex())
+        cur.execute(sql["move_head"], moved)
         if cur.rowcount == 1:
             break
         head = None
@@ -411,18 +370,8 @@ def _append_sqlite(
     cur.executemany(
         sql["insert"],
         [
-            (
-                entry_id,
-                now.replace(tzinfo=None).isoformat(" ", "microseconds"),
-                *fields,
-                prev_hash,
-                digest,
-                lane,
-                prev_id,
-            )
-            for (now, fields), (entry_id, prev_hash, digest, prev_id) in zip(
-                rows, chained, strict=True
-            )
+            (entry_id, lane, prev_id, text, digest)
+            for text, (entry_id, digest, prev_id) in zip(rows, chained, strict=True)
         ],
     )
     return lane, chained
@@ -431,30 +380,30 @@ def _append_sqlite(
 def _append_postgres(
     cur: Any,
     sql: dict[str, str],
-    cached: tuple[object, int, int, str] | None,
+    cached: tuple[object, int, int, bytes] | None,
     transaction: object,
-    rows: list[tuple[dt.datetime, tuple[object, ...]]],
+    rows: list[str],
 ) -> tuple[int, Chained]:
     n = len(rows)
     for _ in range(2):
         if cached is not None and cached[0] is transaction:  # this transaction holds a lane
-            _, lane, last_id, last_hash = cached
+            _, lane, last_id, last = cached
             cur.execute(sql["next_ids"], (n,))
             ids = cur.fetchone()[0]
         else:
-            lane, last_id, last_hash, ids = _take_lane(cur, sql, n)
-        chained = _chain(rows, ids, last_id, last_hash)
-        payload = json.dumps(
-            [
-                (entry_id, now.isoformat(), *fields, prev_hash, digest, lane, prev_id)
-                for (now, fields), (entry_id, prev_hash, digest, prev_id) in zip(
-                    rows, chained, strict=True
-                )
-            ],
-            ensure_ascii=False,
+            lane, last_id, last, ids = _take_lane(cur, sql, n)
+        chained = _chain(rows, ids, last_id, last)
+        # Each entry is already JSON: it goes into the array as it is, not re-escaped.
+        payload = (
+            "["
+            + ",".join(
+                f'[{entry_id},{prev_id},"{digest.hex()}",{text}]'
+                for text, (entry_id, digest, prev_id) in zip(rows, chained, strict=True)
+            )
+            + "]"
         )
-        last = chained[-1]
-        cur.execute(sql["append"], (last[0], last[2], lane, last_id, last_hash, payload))
+        head = (chained[-1][0], chained[-1][1].hex(), lane, last_id, last.hex())
+        cur.execute(sql["append"], (*head, lane, payload))
         if cur.rowcount == n:
             return lane, chained
         # The head was not where this transaction left it: a savepoint was rolled back
@@ -463,8 +412,8 @@ def _append_postgres(
     raise RuntimeError("the audit chain head moved while locked")  # pragma: no cover
 
 
-def _take_lane(cur: Any, sql: dict[str, str], count: int = 0) -> tuple[int, int, str, list[int]]:
-    """Lock a lane's head and read it: (lane, last id, last hash, ids for ``count`` entries).
+def _take_lane(cur: Any, sql: dict[str, str], count: int = 0) -> tuple[int, int, bytes, list[int]]:
+    """Lock a lane's head and read it: (lane, last id, last digest, ids for ``count`` entries).
 
     Takes a free lane when there is one, else waits for a busy one; recreates lane 1
     from the log when the heads are missing. The ids come from PostgreSQL's sequence,
@@ -475,14 +424,15 @@ def _take_lane(cur: Any, sql: dict[str, str], count: int = 0) -> tuple[int, int,
         cur.execute(sql[statement], params)
         row = cur.fetchone()
         if row is not None:
-            return int(row[0]), int(row[1]), str(row[2]), list(row[3]) if params else []
+            taken = list(row[3]) if params else []
+            return int(row[0]), int(row[1]), bytes.fromhex(str(row[2])), taken
     # Only a database the migrations did not initialise, or whose heads were deleted:
     # rebuild lane 1 so clinical work goes on; verify reports the missing heads.
     log.warning("the audit chain head was missing; recreated from the log's last entry")
     cur.execute(sql["last_entry"])
     last = cur.fetchone()
-    head = (int(last[0]), str(last[1])) if last else (0, GENESIS)
-    cur.execute(sql["create_head"], head)
+    head = (int(last[0]), bytes(last[1])) if last else (0, chain.GENESIS)
+    cur.execute(sql["create_head"], (head[0], head[1].hex()))
     ids: list[int] = []
     if params:
         cur.execute(sql["next_ids"], params)
@@ -499,10 +449,6 @@ def _new_event() -> AuditEvent:
     return event
 
 
-def _sha(preimage: str) -> str:
-    return hashlib.sha256(preimage.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class ChainBreak:
     """The first entry where the chain does not hold, and why."""
@@ -511,60 +457,47 @@ class ChainBreak:
     reason: str
 
 
-def check_entry(entry: AuditEvent, *, expected_id: int, prev_hash: str) -> str | None:
-    """Why ``entry`` breaks the chain at position ``expected_id``, or None when it holds."""
-    if entry.id != expected_id:
-        return f"entry {expected_id} is missing"
-    if entry.prev_hash != prev_hash:
-        return "its link to the previous entry does not match"
-    if entry_hash(prev_hash, entry) != entry.hash:
-        return "its content does not match its hash (edited)"
-    return None
+_EDITED = "its content does not match its hash (edited)"
+_BAD_LINK = "its link to the previous entry does not match"
 
 
-# The hash input of each row, built by the database. SQLite keeps ".000000" where
-# Python's isoformat() drops a zero microsecond part: such a row (one in a million)
-# simply takes the exact re-check.
-_SQLITE_PREIMAGE = (
-    "CAST(format('%s\x1f%d\x1f%s+00:00\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s"
-    "\x1f%s\x1f%s\x1f%s', prev_hash, id, replace(recorded_at, ' ', 'T'), "
-    "ifnull(user_id, 'None'), ifnull(user_role, 'None'), ifnull(clinic_id, 'None'), "
-    "action, event, entity_type, ifnull(entity_id, 'None'), ifnull(patient_id, 'None'), "
-    "outcome, ifnull(source_ip, 'None'), ifnull(detail, 'None')) AS BLOB)"
-)
-_POSTGRES_PREIMAGE = (
-    "convert_to(concat_ws(chr(31), prev_hash, id::text, "
-    "to_char(recorded_at AT TIME ZONE 'UTC', CASE WHEN "
-    "mod(extract(microseconds FROM recorded_at)::int, 1000000) = 0 "
-    "THEN 'YYYY-MM-DD\"T\"HH24:MI:SS' ELSE 'YYYY-MM-DD\"T\"HH24:MI:SS.US' END) || '+00:00', "
-    "coalesce(user_id::text, 'None'), coalesce(user_role, 'None'), "
-    "coalesce(clinic_id::text, 'None'), action, event, entity_type, "
-    "coalesce(entity_id, 'None'), coalesce(patient_id::text, 'None'), outcome, "
-    "coalesce(source_ip, 'None'), coalesce(detail, 'None')), 'UTF8')"
-)
+def check_entry(entry_id: int, entry: str, stored: bytes, prev: bytes) -> str | None:
+    """Why the entry (its ``entry`` text and stored digest) does not follow ``prev``, or
+    None when it holds: the chain format's own check, version 2 or version 1."""
+    if chain.digest(prev, entry) == stored:
+        return None
+    if chain.version_of(entry) == 1:  # written before version 2: its own hash input
+        return chain.v1_check(entry, entry_id, prev, stored)
+    return _EDITED
+
+
 # S608: these are built from constants only, never from input. An entry's link is
-# the id of the entry before it in its lane; before lanes, that was simply id - 1.
+# the id of the entry before it in its lane; before lanes, that was simply id - 1 (such
+# an entry, with no prev_id, takes the entry-by-entry check). The entry's stored bytes
+# come back as they are (SQLite: a cast of text to blob copies no character; PostgreSQL:
+# the database is UTF-8), so the batch check hashes exactly what was stored.
 _SCAN = {
-    True: "SELECT id, lane, ifnull(prev_id, id - 1), prev_hash, hash, "  # noqa: S608
-    f"{_SQLITE_PREIMAGE} FROM audit_event WHERE id BETWEEN ? AND ? ORDER BY id",
-    False: "SELECT id, lane, coalesce(prev_id, id - 1), prev_hash, hash, "  # noqa: S608
-    f"{_POSTGRES_PREIMAGE} FROM audit_event WHERE id BETWEEN %s AND %s ORDER BY id",
+    True: "SELECT id, lane, prev_id, CAST(entry AS BLOB), digest FROM audit_event "  # noqa: S608
+    "WHERE id BETWEEN ? AND ? ORDER BY id",
+    False: "SELECT id, lane, prev_id, convert_to(entry, 'UTF8'), digest FROM audit_event "  # noqa: S608
+    "WHERE id BETWEEN %s AND %s ORDER BY id",
 }
 _ONE_ROW = {
-    True: f"SELECT {_ENTRY_COLUMNS}, prev_id FROM audit_event WHERE id = ?",  # noqa: S608
-    False: f"SELECT {_ENTRY_COLUMNS}, prev_id FROM audit_event WHERE id = %s",  # noqa: S608
+    True: "SELECT entry, digest, prev_id FROM audit_event WHERE id = ?",
+    False: "SELECT entry, digest, prev_id FROM audit_event WHERE id = %s",
 }
 _LANE_BEFORE = {
-    True: "SELECT id, hash FROM audit_event WHERE lane = ? AND id < ? ORDER BY id DESC LIMIT 1",
-    False: "SELECT id, hash FROM audit_event WHERE lane = %s AND id < %s ORDER BY id DESC LIMIT 1",
+    True: "SELECT id, digest FROM audit_event WHERE lane = ? AND id < ? ORDER BY id DESC LIMIT 1",
+    False: "SELECT id, digest FROM audit_event WHERE lane = %s AND id < %s "
+    "ORDER BY id DESC LIMIT 1",
 }
 _ENTRY_AT = {
-    True: "SELECT lane, hash FROM audit_event WHERE id = ?",
-    False: "SELECT lane, hash FROM audit_event WHERE id = %s",
+    True: "SELECT lane, digest FROM audit_event WHERE id = ?",
+    False: "SELECT lane, digest FROM audit_event WHERE id = %s",
 }
-_HEXDIGEST = methodcaller("hexdigest")
+_DIGEST = methodcaller("digest")
 PARALLEL_FROM = 1_000_000  # entries; below this, starting processes costs more than it saves
-Lanes = dict[int, tuple[int, str]]  # lane -> (id, hash) of its last entry checked so far
+Lanes = dict[int, tuple[int, bytes]]  # lane -> (id, digest) of its last entry checked so far
 
 
 def _one_row(raw: Any, sqlite: bool, entry_id: int) -> Any:
@@ -576,36 +509,36 @@ def _one_row(raw: Any, sqlite: bool, entry_id: int) -> Any:
         cur.close()
 
 
-def _exact_hash(raw: Any, sqlite: bool, entry_id: int, prev_hash: str) -> tuple[str, str]:
-    """(recomputed, stored) hash of one entry, with the chain format's own code."""
-    row = _one_row(raw, sqlite, entry_id)
-    recorded = row[1]
-    if isinstance(recorded, str):  # SQLite keeps UTC as naive text
-        recorded = dt.datetime.fromisoformat(recorded)
-    if recorded.tzinfo is None:
-        recorded = recorded.replace(tzinfo=dt.UTC)
-    iso = recorded.astimezone(dt.UTC).isoformat()
-    return _sha(_preimage(prev_hash, row[0], iso, *row[2:13])), str(row[14])
+def _lane_of(raw: Any, sqlite: bool, entry_id: int) -> int | None:
+    cur = raw.cursor()
+    try:
+        cur.execute(_ENTRY_AT[sqlite], (entry_id,))
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    return None if row is None else int(row[0])
 
 
-def _batch_holds(rows: Sequence[Any], computed: list[str], lanes: Lanes) -> bool:
-    """Whether every entry of the batch links and hashes right (no detail: fast)."""
-    if computed != [r[4] for r in rows]:
+def _lane_holds(group: Sequence[Any], last_id: int, last: bytes) -> bool:
+    """Whether a lane's entries of one batch, in id order, link and hash right."""
+    ids, _, links, entries, digests = zip(*group, strict=True)
+    if links != (last_id, *ids[:-1]):
         return False
-    groups: dict[int, Sequence[Any]]
-    if len({r[1] for r in rows}) == 1:  # the usual case: one lane (always so on SQLite)
-        groups = {rows[0][1]: rows}
+    computed = map(_DIGEST, map(hashlib.sha256, map(add, (last, *digests[:-1]), entries)))
+    return list(computed) == list(digests)
+
+
+def _batch_holds(rows: Sequence[Any], lanes: Lanes) -> bool:
+    """Whether every entry of the batch links and hashes right (no detail: fast)."""
+    first = rows[0][1]
+    if all(row[1] == first for row in rows):  # the usual case: one lane (always on SQLite)
+        groups: dict[int, Sequence[Any]] = {first: rows}
     else:
         groups = {}
         for row in rows:
             groups.setdefault(row[1], []).append(row)  # type: ignore[attr-defined]
     for lane, group in groups.items():
-        last_id, last_hash = lanes.get(lane, (0, GENESIS))
-        ids = [r[0] for r in group]
-        if [r[2] for r in group] != [last_id, *ids[:-1]]:
-            return False
-        hashes = [r[4] for r in group]
-        if [r[3] for r in group] != [last_hash, *hashes[:-1]]:
+        if not _lane_holds(group, *lanes.get(lane, (0, chain.GENESIS))):
             return False
     return True
 
@@ -617,28 +550,29 @@ def _first_break(
 
     Returns (entries that held before the first break, the break or None).
     """
-    preimages = [r[5] for r in rows]
-    computed = list(map(_HEXDIGEST, map(hashlib.sha256, preimages)))
-    if _batch_holds(rows, computed, lanes):
+    if _batch_holds(rows, lanes):
         for row in rows:
             lanes[row[1]] = (row[0], row[4])
         return len(rows), None
-    for i, (entry_id, lane, link, prev, stored, _) in enumerate(rows):
-        last_id, last_hash = lanes.get(lane, (0, GENESIS))
+    for i, (entry_id, lane, prev_id, entry, stored) in enumerate(rows):
+        last_id, last = lanes.get(lane, (0, chain.GENESIS))
+        link = entry_id - 1 if prev_id is None else prev_id
         if link != last_id:
             if link > last_id:
-                legacy = _one_row(raw, sqlite, entry_id)[-1] is None
-                missing = last_id + 1 if legacy else link  # before lanes, ids had no gaps
-                return i, ChainBreak(missing, f"entry {missing} is missing")
-            return i, ChainBreak(entry_id, "its link to the previous entry does not match")
-        if prev != last_hash:
-            return i, ChainBreak(entry_id, "its link to the previous entry does not match")
-        if computed[i] != stored:
-            recomputed, _ = _exact_hash(raw, sqlite, entry_id, last_hash)
-            if recomputed != stored:
-                return i, ChainBreak(entry_id, "its content does not match its hash (edited)")
+                missing = last_id + 1 if prev_id is None else link  # no gaps before lanes
+                if _lane_of(raw, sqlite, missing) is None:
+                    return i, ChainBreak(missing, f"entry {missing} is missing")
+            # The entry it names is there, in another lane: this entry's link is wrong.
+            return i, ChainBreak(entry_id, _BAD_LINK)
+        stored = bytes(stored)
+        if hashlib.sha256(last + entry).digest() != stored:
+            # The authority: the row read anew, checked by the chain format's own code.
+            text, digest, _ = _one_row(raw, sqlite, entry_id)
+            reason = check_entry(entry_id, text, bytes(digest), last)
+            if reason is not None:
+                return i, ChainBreak(entry_id, reason)
         lanes[lane] = (entry_id, stored)
-    return len(rows), None  # pragma: no cover - only false alarms of the SQL fast path
+    return len(rows), None
 
 
 @dataclass(frozen=True)
@@ -658,7 +592,7 @@ def _lanes_before(raw: Any, sqlite: bool, lanes: Sequence[int], first: int) -> L
             cur.execute(_LANE_BEFORE[sqlite], (lane, first))
             row = cur.fetchone()
             if row is not None:
-                found[lane] = (int(row[0]), str(row[1]))
+                found[lane] = (int(row[0]), bytes(row[1]))
     finally:
         cur.close()
     return found
@@ -799,7 +733,7 @@ def _check_heads(
                     f"lane {lane} records (entries were removed from the end)",
                 )
             )
-        elif int(row[0]) != lane or str(row[1]) != head_hash:
+        elif int(row[0]) != lane or bytes(row[1]).hex() != head_hash:
             breaks.append(ChainBreak(head_id, _ALTERED))
     return min(breaks, key=lambda b: b.entry_id, default=None)
 

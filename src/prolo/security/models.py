@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, SmallInteger, String, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import ColumnElement
 
 from prolo.db import Base
 from prolo.dbtypes import created_column, fk, id_column, one_of
@@ -72,6 +86,54 @@ class ApiToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+def entry_field_sql(key: str, kind: str, dialect: str) -> str:
+    """SQL computing an audit entry's field ``key`` from its canonical ``entry``.
+
+    ``kind`` is "text", "integer" or "timestamp" (``at``, UTC). PostgreSQL needs an
+    immutable expression for a generated column: a text cast to a timestamp depends
+    on settings, so the time is rebuilt with ``make_timestamp`` from its fixed layout
+    ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
+    """
+    if dialect == "postgresql":
+        value = f"((entry::json) ->> '{key}')"
+        if kind == "integer":
+            return f"({value})::integer"
+        if kind == "timestamp":
+            parts = ", ".join(
+                f"substr({value}, {start}, {length})::integer"
+                for start, length in ((1, 4), (6, 2), (9, 2), (12, 2), (15, 2))
+            )
+            return f"timezone('UTC', make_timestamp({parts}, substr({value}, 18, 9)::float8))"
+        return value
+    if kind == "timestamp":  # SQLite keeps UTC as "YYYY-MM-DD HH:MM:SS.ffffff" text
+        return f"replace(substr(json_extract(entry, '$.{key}'), 1, 26), 'T', ' ')"
+    return f"json_extract(entry, '$.{key}')"
+
+
+class _EntryField(ColumnElement[Any]):
+    """A generated column's expression, written for the database at hand."""
+
+    inherit_cache = True
+
+    def __init__(self, key: str, kind: str) -> None:
+        self.key_name, self.kind = key, kind
+
+
+@compiles(_EntryField)
+def _sqlite_field(element: _EntryField, _compiler: Any, **_kw: Any) -> str:
+    return entry_field_sql(element.key_name, element.kind, "sqlite")
+
+
+@compiles(_EntryField, "postgresql")
+def _postgres_field(element: _EntryField, _compiler: Any, **_kw: Any) -> str:
+    return entry_field_sql(element.key_name, element.kind, "postgresql")
+
+
+def generated(key: str, kind: str = "text") -> Computed:
+    """A column generated from the entry's ``key``: virtual on SQLite, stored on PostgreSQL."""
+    return Computed(_EntryField(key, kind))
+
+
 # FHIR AuditEvent.outcome: http://hl7.org/fhir/R4/valueset-audit-event-outcome.html
 AUDIT_OUTCOMES = ("0", "4", "8", "12")
 # FHIR AuditEvent.action: http://hl7.org/fhir/R4/valueset-audit-event-action.html
@@ -79,12 +141,15 @@ AUDIT_ACTIONS = ("C", "R", "U", "D", "E")
 
 
 class AuditEvent(Base):
-    """One entry of the append-only, hash-chained access log.
+    """One entry of the append-only, hash-chained access log (chain format: ``chain.py``).
 
-    ``hash`` covers the entry's fields and the previous entry's hash, so editing or
-    removing any row breaks the chain from that row on (``prolo audit verify``).
-    Patient and user ids are plain integers, not foreign keys: the log outlives
-    the records it mentions.
+    The record is ``entry``, one canonical JSON text holding every audited field, and
+    ``digest`` covers it and the previous entry's digest, so editing or removing any
+    row breaks the chain from that row on (``prolo audit verify``). The field columns
+    are generated from ``entry`` by the database: they read like plain columns but
+    cannot be written, so they cannot be edited apart from what was hashed. Patient
+    and user ids are plain integers, not foreign keys: the log outlives the records it
+    mentions.
     """
 
     __tablename__ = "audit_event"
@@ -98,27 +163,29 @@ class AuditEvent(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    recorded_at: Mapped[dt.datetime] = mapped_column()
-    user_id: Mapped[int | None] = mapped_column(Integer)
-    user_role: Mapped[str | None] = mapped_column(String(20))
-    clinic_id: Mapped[int | None] = mapped_column(Integer)
-    action: Mapped[str] = mapped_column(String(1))
-    event: Mapped[str] = mapped_column(String(60))  # e.g. "patient.read"
-    entity_type: Mapped[str] = mapped_column(String(40))
-    entity_id: Mapped[str | None] = mapped_column(String(64))
-    patient_id: Mapped[int | None] = mapped_column(Integer)
-    outcome: Mapped[str] = mapped_column(String(2))
-    source_ip: Mapped[str | None] = mapped_column(String(45))
-    detail: Mapped[str | None] = mapped_column(String(300))  # never health information
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    # Not unique-indexed: the primary key and the lane heads keep an entry from being
-    # appended twice, and a random-order index on it was most of an append's cost.
-    hash: Mapped[str] = mapped_column(String(64))
     # Which chain (lane) the entry extends, and the id of the entry before it there.
     # Concurrent transactions append to different lanes, so none waits for another's
     # commit; an entry written before lanes existed has lane 1 and no prev_id.
     lane: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
     prev_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    entry: Mapped[str] = mapped_column(Text)
+    # SHA-256, 32 raw bytes. Not unique-indexed: the primary key and the lane heads keep
+    # an entry from being appended twice, and a random-order index on it was most of an
+    # append's cost.
+    digest: Mapped[bytes] = mapped_column(LargeBinary)
+    recorded_at: Mapped[dt.datetime] = mapped_column(generated("at", "timestamp"))
+    user_id: Mapped[int | None] = mapped_column(Integer, generated("user", "integer"))
+    user_role: Mapped[str | None] = mapped_column(String(20), generated("role"))
+    clinic_id: Mapped[int | None] = mapped_column(Integer, generated("clinic", "integer"))
+    action: Mapped[str] = mapped_column(String(1), generated("action"))
+    event: Mapped[str] = mapped_column(String(60), generated("event"))  # e.g. "patient.read"
+    entity_type: Mapped[str] = mapped_column(String(40), generated("entity_type"))
+    entity_id: Mapped[str | None] = mapped_column(String(64), generated("entity"))
+    patient_id: Mapped[int | None] = mapped_column(Integer, generated("patient", "integer"))
+    outcome: Mapped[str] = mapped_column(String(2), generated("outcome"))
+    source_ip: Mapped[str | None] = mapped_column(String(45), generated("ip"))
+    # Never health information.
+    detail: Mapped[str | None] = mapped_column(String(300), generated("detail"))
 
 
 class AuditHead(Base):
