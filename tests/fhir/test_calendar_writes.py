@@ -18,10 +18,16 @@ from prolo.security.models import AuditEvent
 from tests.factories import make_patient, make_practitioner, make_user
 from tests.fhir.conftest import World
 from tests.fhir.helpers import check_bundle, check_resource, fhir_token, parse
-from tests.fhir.test_write import outcome
+from tests.fhir.test_write import outcome as _outcome
 
 HOURS = "https://prolo.example.org/fhir/StructureDefinition/working-hours"
 ZONE = ZoneInfo("America/New_York")  # the test clinic's zone (tests.factories.make_clinic)
+
+
+def outcome(r: Any, status: int, code: str) -> str:
+    """The refusal's diagnostics; its OperationOutcome must parse as R4B too."""
+    parse(r.json())
+    return _outcome(r, status, code)
 
 
 def window(day: str, starts: str, ends: str) -> dict[str, Any]:

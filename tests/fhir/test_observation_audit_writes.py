@@ -15,10 +15,16 @@ from prolo.portal.models import QuestionnaireResponse, Score
 from prolo.security.models import AuditEvent
 from tests.factories import make_clinic, make_patient, make_user
 from tests.fhir.conftest import World
-from tests.fhir.helpers import check_bundle, check_resource, fhir_token
-from tests.fhir.test_write import outcome
+from tests.fhir.helpers import check_bundle, check_resource, fhir_token, parse
+from tests.fhir.test_write import outcome as _outcome
 
 PAIN = "72514-3"  # https://loinc.org/72514-3 (see prolo.fhir.resources.observation)
+
+
+def outcome(r: Any, status: int, code: str) -> str:
+    """The refusal's diagnostics; its OperationOutcome must parse as R4B too."""
+    parse(r.json())
+    return _outcome(r, status, code)
 
 
 def reading(world: World, **extra: Any) -> dict[str, Any]:
@@ -109,7 +115,7 @@ def test_observation_refusals(client: TestClient, session: Session, world: World
         body = {k: v for k, v in bad.items() if v is not None}
         r = client.post("/fhir/Observation", json=body, headers=world.headers)
         assert r.status_code == 422, r.text
-        assert r.json()["issue"][0]["expression"][0].startswith(path), r.text
+        assert parse(r.json()).issue[0].expression[0].startswith(path), r.text
     elsewhere = make_patient(session, make_clinic(session))
     foreign = reading(world, subject={"reference": f"Patient/{elsewhere.id}"})
     outcome(
