@@ -181,9 +181,14 @@ class LoadedRegistry:
         if new.size:
             new_codes = np.arange(len(self.sessions), len(self.sessions) + new.size)
             self.sessions = np.concatenate([self.sessions, new])
-            merged = np.concatenate([known, new])
-            order = np.argsort(merged, kind="stable")
-            self._sorted_sessions = (merged[order], np.concatenate([code_of, new_codes])[order])
+            # Inserted where they sort (both sorted), not a sort of every session again;
+            # new appointments mostly have the largest ids, which is an append.
+            at_new = np.searchsorted(known, new)
+            if not len(known) or at_new[0] == len(known):
+                merged = (np.concatenate([known, new]), np.concatenate([code_of, new_codes]))
+            else:
+                merged = (np.insert(known, at_new, new), np.insert(code_of, at_new, new_codes))
+            self._sorted_sessions = merged
             return self._session_codes(ids)
         return pa.array(code_of[at], pa.int64(), mask=~valid)
 

@@ -242,21 +242,28 @@ def _median(x: NDArray[np.float64], w: NDArray[np.int64]) -> float | None:
     return float((low + high) / 2)
 
 
-def _columns(rows: Mapping[tuple[Any, ...], list[int]], n_keys: int) -> list[NDArray[Any]]:
-    """The keys and counts of a part as arrays (object arrays for keys, int64 counts)."""
-    keys = list(rows)
-    out: list[NDArray[Any]] = []
-    for i in range(n_keys):
-        column = np.empty(len(keys), dtype=object)
-        column[:] = [k[i] for k in keys]
-        out.append(column)
-    counts = np.asarray(list(rows.values()), dtype=np.int64).reshape(len(keys), -1)
-    out.extend(counts[:, j] for j in range(counts.shape[1]))
-    return out
+def _columns(
+    rows: Mapping[tuple[Any, ...], list[int]], n_keys: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """A part's keys as float columns (null as NaN; codes, ids, days and scores are all
+    exact in a double) and its counts as int64 columns, one per key or count."""
+    n = len(rows)
+    keys = np.array(list(rows), dtype=np.float64).reshape(n, n_keys).T
+    counts = np.array(list(rows.values()), dtype=np.int64).reshape(n, -1).T
+    return keys, counts
 
 
-def _floats(column: NDArray[Any]) -> NDArray[np.float64]:
-    return np.asarray(column, dtype=np.float64)
+def _group_stats(
+    group: NDArray[np.int64], x: NDArray[np.float64], w: NDArray[np.int64], size: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per group (``group`` numbers 0..size-1): n, mean and sample variance (NaN below
+    two) of values ``x`` counted ``w`` times."""
+    n = np.bincount(group, weights=w, minlength=size).astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(group, weights=w * x, minlength=size) / n
+        square = np.bincount(group, weights=w * (x - mean[group]) ** 2, minlength=size)
+        variance = np.where(n > 1, square / np.maximum(n - 1, 1), np.nan)
+    return n, mean, variance
 
 
 def change_from_counts(
@@ -311,17 +318,16 @@ def finish(
     missing_due: dict[str, list[int]] = {}
     rows = parts.get("baseline", {})
     if rows:
-        codes, b, nb, *due = _columns(rows, 2)
-        for code in sorted(set(codes.tolist())):
+        (codes, b), (nb, *due) = _columns(rows, 2)
+        for code in np.unique(codes):
             take = codes == code
-            instrument_id = str(name("scores", "instrument_id", code))
-            agg.baseline[instrument_id] = _mean_sd(_floats(b[take]), nb[take])
+            instrument_id = str(name("scores", "instrument_id", int(code)))
+            agg.baseline[instrument_id] = _mean_sd(b[take], nb[take])
             missing_due[instrument_id] = [int(d[take].sum()) for d in due]
     rows = parts.get("pairs", {})
     if rows:
-        codes, tps, b, v, w = _columns(rows, 4)
+        (codes, tps, bf, vf), (w,) = _columns(rows, 4)
         slots = codes.astype(np.int64) * N_FOLLOW_UPS + tps.astype(np.int64)
-        bf, vf = _floats(b), _floats(v)
         for slot in np.unique(slots):
             code, i = divmod(int(slot), N_FOLLOW_UPS)
             instrument_id = str(name("scores", "instrument_id", code))
@@ -343,20 +349,31 @@ def finish(
         mcid = math.inf if primary.mcid is None else float(primary.mcid)
         rows = parts.get("breakdown_change", {})
         if rows:
-            gs, k1, k2, k3, ch, cw = _columns(rows, 5)
-            chf = _floats(ch)
-            improvement = chf if primary.higher_is_better else -chf
-            groups: dict[tuple[int, Any], list[int]] = {}
-            for at, (gi, *key3) in enumerate(zip(gs, k1, k2, k3, strict=True)):
-                groups.setdefault((int(gi), _breakdown_key(gi, key3)), []).append(at)
-            for group, where in groups.items():
-                gn, gmean, gsd = _mean_sd(chf[where], cw[where])
-                stats[group] = (gn, gmean, gsd, int(cw[where][improvement[where] >= mcid].sum()))
+            (gs, k1, k2, k3, ch), (cw,) = _columns(rows, 5)
+            # Each row's breakdown key is the one its grouping set grouped by.
+            key = np.select([gs == 0b011, gs == 0b101], [k1, k2], k3)
+            # One number per (grouping set, key): keys are codes, ids or years, whole
+            # numbers below 2**40, and null is 2**40.
+            whole = gs * 2.0**41 + np.where(np.isnan(key), 2.0**40, key)
+            unique, group = np.unique(whole, return_inverse=True)
+            gn, gmean, gvar = _group_stats(group, ch, cw, len(unique))
+            improvement = ch if primary.higher_is_better else -ch
+            responders = np.bincount(
+                group, weights=cw * (improvement >= mcid), minlength=len(unique)
+            )
+            for at, value in enumerate(unique):
+                g, k = divmod(float(value), 2.0**41)
+                stats[(int(g), None if k == 2.0**40 else int(k))] = (
+                    int(gn[at]),
+                    float(gmean[at]),
+                    None if np.isnan(gvar[at]) else math.sqrt(float(gvar[at])),
+                    int(responders[at]),
+                )
 
     breakdowns: dict[str, list[GroupAgg]] = {dim: [] for dim in _BREAKDOWNS.values()}
     for (g, *key3), (courses,) in parts.get("breakdown_courses", {}).items():
         key = _breakdown_key(g, key3)
-        n, mean, sd, responders = stats.get((int(g), key), (0, None, None, 0))
+        n, mean, sd, n_responders = stats.get((int(g), key), (0, None, None, 0))
         if g == 0b011:
             label = str(name("courses", "condition_id", key))
         elif g == 0b101:
@@ -364,7 +381,7 @@ def finish(
         else:
             label = "not started" if key is None else str(key)
         breakdowns[_BREAKDOWNS[int(g)]].append(
-            GroupAgg(key=label, courses=courses, n=n, mean=mean, sd=sd, responders=responders)
+            GroupAgg(key=label, courses=courses, n=n, mean=mean, sd=sd, responders=n_responders)
         )
     agg.breakdowns = {
         dim: sorted(groups_, key=lambda g: g.key) for dim, groups_ in breakdowns.items()
@@ -436,8 +453,7 @@ def _finish_primary(parts: Parts, agg: Aggregates, primary: InstrumentRule) -> N
     if not rows:
         agg.waterfall = np.zeros(0)
         return
-    latest, b, w = _columns(rows, 2)
-    lf, bf = _floats(latest), _floats(b)
+    (lf, bf), (w,) = _columns(rows, 2)
     if primary.pain:
         positive = bf > 0
         values = 100.0 * (lf[positive] - bf[positive]) / bf[positive]
@@ -447,23 +463,24 @@ def _finish_primary(parts: Parts, agg: Aggregates, primary: InstrumentRule) -> N
 
 
 def _finish_follow_ups(parts: Parts, agg: Aggregates, name: Callable[[str, str, Any], Any]) -> None:
-    per: dict[Any, list[tuple[Any, Any, Any, int]]] = {}
-    for (tp, medicine, opioid, mme), (n,) in parts.get("follow_ups", {}).items():
-        per.setdefault(tp, []).append((medicine, opioid, mme, n))
-    for tp, rows in per.items():
-        doses = [(float(mme), n) for _, opioid, mme, n in rows if opioid and mme is not None]
-        x = np.asarray([d for d, _ in doses], np.float64)
-        w = np.asarray([n for _, n in doses], np.int64)
-        mme_n, mme_mean, _ = _mean_sd(x, w)
-        agg.follow_ups[str(name("follow_ups", "timepoint", tp))] = FollowUpAgg(
-            n=sum(n for *_, n in rows),
-            medicine_known=sum(n for m, _, _, n in rows if m is not None),
-            medicine_users=sum(n for m, _, _, n in rows if m),
-            opioid_known=sum(n for _, o, _, n in rows if o is not None),
-            opioid_users=sum(n for _, o, _, n in rows if o),
+    rows = parts.get("follow_ups", {})
+    if not rows:
+        return
+    (tps, medicine, opioid, mme), (w,) = _columns(rows, 4)
+    for tp in np.unique(tps):
+        at = tps == tp
+        med, op, dose, n = medicine[at], opioid[at], mme[at], w[at]
+        doses = (op == 1) & ~np.isnan(dose)
+        mme_n, mme_mean, _ = _mean_sd(dose[doses], n[doses])
+        agg.follow_ups[str(name("follow_ups", "timepoint", int(tp)))] = FollowUpAgg(
+            n=int(n.sum()),
+            medicine_known=int(n[~np.isnan(med)].sum()),
+            medicine_users=int(n[med == 1].sum()),
+            opioid_known=int(n[~np.isnan(op)].sum()),
+            opioid_users=int(n[op == 1].sum()),
             mme_n=mme_n,
             mme_mean=mme_mean,
-            mme_median=_median(x, w),
+            mme_median=_median(dose[doses], n[doses]),
         )
 
 
