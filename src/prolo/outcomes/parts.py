@@ -83,67 +83,73 @@ def count(
     *,
     cutoffs: list[Any],
     patient_bits: int | None = None,
-    patients_only: bool = False,
+    signed: bool = False,
 ) -> Parts:
     """The parts of the courses in ``src``. ``cutoffs``: the latest start date at which
     each follow-up is due. ``patient_bits``: the perfect-hash setting for grouping by
-    patient (see ``engine._dense``); ``patients_only``: count only patients (a batch of
-    new courses has nothing else to subtract)."""
+    patient (see ``engine._dense``).
+
+    ``signed``: every source has a column ``sign``, -1 for a row as it was before a
+    change and 1 for a row as it is after it, and each count is the sum of the signs:
+    the change of the parts, counted in one pass over both states (patients are counted
+    per state, then signed)."""
     if patient_bits is not None:
         run(f"SET perfect_ht_threshold = {int(patient_bits)}")
+    n = "sum(sign)" if signed else "count(*)"
+    per_state = ", sign" if signed else ""
     row = run(
         f"""
-        SELECT count(*), count(*) FILTER (WHERE started)
-        FROM (SELECT patient_id, bool_or(started_on IS NOT NULL) AS started
-              FROM {src.patients} WHERE patient_id IS NOT NULL GROUP BY patient_id)
+        SELECT {n}, {n} FILTER (WHERE started)
+        FROM (SELECT patient_id{per_state}, bool_or(started_on IS NOT NULL) AS started
+              FROM {src.patients} WHERE patient_id IS NOT NULL GROUP BY patient_id{per_state})
         """
     ).fetchone()
     parts: Parts = {"patients": _one(row)}
-    if patients_only:
-        return parts
 
     def keyed(name: str, sql: str, n_keys: int, params: Any = None) -> None:
         parts[name] = {
-            tuple(r[:n_keys]): [int(x) for x in r[n_keys:]] for r in run(sql, params).fetchall()
+            tuple(r[:n_keys]): [int(x or 0) for x in r[n_keys:]]
+            for r in run(sql, params).fetchall()
         }
 
     keyed(
         "courses",
         f"SELECT started_on IS NOT NULL, sessions_done, planned_sessions, status, stop_reason, "
-        f"count(*) FROM {src.c} GROUP BY ALL",
+        f"{n} FROM {src.c} GROUP BY ALL",
         5,
     )
     keyed(
         "breakdown_courses",
-        f"SELECT GROUPING({', '.join(_KEYS3)}), {', '.join(_KEYS3)}, count(*) FROM {src.c} "
+        f"SELECT GROUPING({', '.join(_KEYS3)}), {', '.join(_KEYS3)}, {n} FROM {src.c} "
         "GROUP BY GROUPING SETS ((condition_id), (practitioner_id), (year(started_on)))",
         4,
     )
-    keyed("instruments", f"SELECT instrument_id, count(*) FROM {src.scores} GROUP BY 1", 1)
+    keyed("instruments", f"SELECT instrument_id, {n} FROM {src.scores} GROUP BY 1", 1)
     due = ", ".join(
-        f"count(*) FILTER (WHERE v{i} IS NULL AND started_on <= ?)" for i in range(N_FOLLOW_UPS)
+        f"{n} FILTER (WHERE v{i} IS NULL AND started_on <= ?)" for i in range(N_FOLLOW_UPS)
     )
     keyed(
         "baseline",
-        f"SELECT instrument_id, b, count(*), {due} FROM {src.pc} GROUP BY ALL",
+        f"SELECT instrument_id, b, {n}, {due} FROM {src.pc} GROUP BY ALL",
         2,
         cutoffs,
     )
     # Every answered follow-up as one row (instrument, follow-up, baseline, value).
     answered = " UNION ALL ".join(
-        f"SELECT instrument_id, {i} AS tp, b, v{i} AS v FROM {src.pc} WHERE v{i} IS NOT NULL"
+        f"SELECT instrument_id, {i} AS tp, b, v{i} AS v{per_state} FROM {src.pc} "
+        f"WHERE v{i} IS NOT NULL"
         for i in range(N_FOLLOW_UPS)
     )
-    keyed("pairs", f"SELECT instrument_id, tp, b, v, count(*) FROM ({answered}) GROUP BY ALL", 4)
+    keyed("pairs", f"SELECT instrument_id, tp, b, v, {n} FROM ({answered}) GROUP BY ALL", 4)
     # Kaplan-Meier inputs as counts per day, both curves and the total in one pass:
     # response at the first response (else censored at the last score); durability,
     # for responders, at the first loss (else censored at the last score).
     keyed(
         "km",
         f"""
-        SELECT GROUPING(tr, td), tr, td, count(*),
-               count(*) FILTER (WHERE first_day IS NOT NULL),
-               count(*) FILTER (WHERE loss_day IS NOT NULL)
+        SELECT GROUPING(tr, td), tr, td, {n},
+               {n} FILTER (WHERE first_day IS NOT NULL),
+               {n} FILTER (WHERE loss_day IS NOT NULL)
         FROM (SELECT *, coalesce(first_day, last_day) AS tr,
                      coalesce(loss_day, last_day) - first_day AS td FROM {src.km})
         GROUP BY GROUPING SETS ((tr), (td), ())
@@ -153,41 +159,41 @@ def count(
     if src.primary is not None:
         latest = "coalesce(v3, v2, v1, v0)"
         lc = f"""(SELECT b, {latest} AS latest, {latest} - b AS ch, condition_id,
-                         practitioner_id, started_on
+                         practitioner_id, started_on{per_state}
                   FROM {src.pc}
                   WHERE instrument_id = {int(src.primary)} AND {latest} IS NOT NULL)"""
-        keyed("latest", f"SELECT latest, b, count(*) FROM {lc} GROUP BY ALL", 2)
+        keyed("latest", f"SELECT latest, b, {n} FROM {lc} GROUP BY ALL", 2)
         keyed(
             "breakdown_change",
-            f"SELECT GROUPING({', '.join(_KEYS3)}), {', '.join(_KEYS3)}, ch, count(*) "
+            f"SELECT GROUPING({', '.join(_KEYS3)}), {', '.join(_KEYS3)}, ch, {n} "
             f"FROM {lc} GROUP BY {_SETS.format(x='ch')}",
             5,
         )
     keyed(
         "follow_ups",
         "SELECT timepoint, pain_medicine_use, opioid_use, "
-        "CASE WHEN opioid_use THEN opioid_mme_per_day END, count(*) "
+        f"CASE WHEN opioid_use THEN opioid_mme_per_day END, {n} "
         f"FROM {src.follow_ups} GROUP BY ALL",
         4,
     )
     parts["surgery"] = _one(
         run(
-            f"SELECT count(*), count(*) FILTER (WHERE done), "
-            f"count(*) FILTER (WHERE NOT done AND known12) FROM {src.sg}"
+            f"SELECT {n}, {n} FILTER (WHERE done), "
+            f"{n} FILTER (WHERE NOT done AND known12) FROM {src.sg}"
         ).fetchone()
     )
     if src.fa is not None and src.fs is not None:
         # Sessions of courses with a primary baseline by peak and flare days; and every
         # diary session.
-        keyed("flares", f"SELECT peak, flare_days, count(*) FROM {src.fs} GROUP BY ALL", 2)
-        parts["sessions"] = _one(run(f"SELECT count(*) FROM {src.fa}").fetchone())
+        keyed("flares", f"SELECT peak, flare_days, {n} FROM {src.fs} GROUP BY ALL", 2)
+        parts["sessions"] = _one(run(f"SELECT {n} FROM {src.fa}").fetchone())
     if src.adverse_events is not None:
-        keyed("adverse_events", f"SELECT kind, count(*) FROM {src.adverse_events} GROUP BY 1", 1)
+        keyed("adverse_events", f"SELECT kind, {n} FROM {src.adverse_events} GROUP BY 1", 1)
     return parts
 
 
 def _one(row: Any) -> dict[tuple[Any, ...], list[int]]:
-    counts = [int(x) for x in row] if row is not None else []
+    counts = [int(x or 0) for x in row] if row is not None else []
     return {(): counts} if any(counts) else {}
 
 
