@@ -592,6 +592,15 @@ def test_a_consent_is_recorded_round_trips_and_is_withdrawn(
     assert created["dateTime"] == body["dateTime"].replace("+00:00", "Z")
     assert created["identifier"] == body["identifier"]
     assert "consent.create" in events(session, "Consent", row.id)
+    # Posted again with its identifier as the condition: the same consent, nothing new.
+    before = count(session, Consent)
+    conditional = {
+        **world.headers,
+        "If-None-Exist": "identifier=https://ehr.example.org/consent|C-9",
+    }
+    again = client.post("/fhir/Consent", json=body, headers=conditional)
+    assert (again.status_code, again.json()["id"]) == (200, created["id"])
+    assert count(session, Consent) == before
     url = f"/fhir/Consent/{created['id']}"
     same = client.put(url, json=created, headers=world.headers)
     assert same.status_code == 200 and same.json() == created, same.text
