@@ -427,51 +427,63 @@ class LoadedRegistry:
             _drop_work_tables(run)
 
     def _count_changes(self, run: Run) -> None:
-        """Bring every kept selection's report parts up to date with the touched courses:
-        their rows before the change (``old_*``, sign -1) and after it (``scope_*`` and
-        ``new_*``, sign 1) are counted in one signed pass per selection. Patients are
-        counted over all courses of the touched patients, before and after."""
-        for key, held in self.parts.items():
-            where, params, as_of = key
-            run(
-                "CREATE OR REPLACE TEMP TABLE dc AS "
-                f"SELECT *, -1 AS sign FROM old_courses WHERE {where} UNION ALL BY NAME "
-                f"SELECT *, 1 AS sign FROM scope_courses WHERE {where}",
-                params + params,
-            )
-            run(
-                "CREATE OR REPLACE TEMP TABLE dp AS "
-                f"SELECT *, -1 AS sign FROM old_patients WHERE {where} UNION ALL BY NAME "
-                "SELECT *, 1 AS sign FROM (SELECT * FROM old_patients "
-                "WHERE course_id NOT IN (FROM touched) UNION ALL BY NAME FROM scope_courses) "
-                f"WHERE {where}",
-                params + params,
-            )
-
-            def both(old: str, new: str) -> str:
-                return (
-                    f"(SELECT *, -1 AS sign FROM {old} WHERE course_id IN "
-                    "(SELECT course_id FROM dc WHERE sign = -1) UNION ALL BY NAME "
-                    f"SELECT *, 1 AS sign FROM {new} WHERE course_id IN "
-                    "(SELECT course_id FROM dc WHERE sign = 1))"
+        """Bring every kept selection's report parts up to date with the touched courses,
+        all selections in one pass: each touched course's rows before the change
+        (``old_*``, sign -1) and after it (``scope_*`` and ``new_*``, sign 1), once for
+        every kept selection it belongs to (column ``sel``), with that selection's
+        cutoffs. Patients are counted over all courses of the touched patients, before
+        and after."""
+        keys = list(self.parts)
+        cut = ", ".join(f"CAST(? AS DATE) AS cut{i}" for i in range(len(FOLLOW_UPS)))
+        new_patients = (
+            "(SELECT * FROM old_patients WHERE course_id NOT IN (FROM touched) "
+            "UNION ALL BY NAME FROM scope_courses)"
+        )
+        courses: list[str] = []
+        patients: list[str] = []
+        params: list[Any] = []
+        patient_params: list[Any] = []
+        for i, (where, where_params, as_of) in enumerate(keys):
+            for sign, before, after in (
+                (-1, "old_courses", "old_patients"),
+                (1, "scope_courses", new_patients),
+            ):
+                courses.append(
+                    f"SELECT *, {sign} AS sign, {i} AS sel, {cut} FROM {before} WHERE {where}"
                 )
+                params += [*_cutoffs(as_of), *where_params]
+                patients.append(f"SELECT *, {sign} AS sign, {i} AS sel FROM {after} WHERE {where}")
+                patient_params += where_params
+        run("CREATE OR REPLACE TEMP TABLE dc AS " + " UNION ALL BY NAME ".join(courses), params)
+        run(
+            "CREATE OR REPLACE TEMP TABLE dp AS " + " UNION ALL BY NAME ".join(patients),
+            patient_params,
+        )
 
-            counted = parts.count(
-                run,
-                _sources(
-                    self,
-                    c="dc",
-                    patients="dp",
-                    facts={f: both(f"old_{f}", f"new_{f}") for f in _FACT_TABLES},
-                    scores=both("old_scores", "scope_scores"),
-                    follow_ups=both("old_follow_ups", "scope_follow_ups"),
-                    adverse_events=both("old_adverse_events", "scope_adverse_events"),
-                ),
-                cutoffs=_cutoffs(as_of),
-                patient_bits=DEFAULT_PERFECT_HASH_BITS,  # a few patients: no array
-                signed=True,
-            )
-            parts.merge(held, counted, 1)
+        def both(old: str, new: str) -> str:
+            """A table's rows of the touched courses before and after, per selection."""
+            return " UNION ALL BY NAME ".join(
+                f"SELECT t.*, d.sign, d.sel, d.cut0, d.cut1, d.cut2, d.cut3 FROM {table} t "
+                f"JOIN dc d ON t.course_id = d.course_id AND d.sign = {sign}"
+                for sign, table in ((-1, old), (1, new))
+            ).join("()")
+
+        run(f"SET perfect_ht_threshold = {DEFAULT_PERFECT_HASH_BITS}")  # small groupings
+        changes = parts.count_changes(
+            run,
+            _sources(
+                self,
+                c="dc",
+                patients="dp",
+                facts={f: both(f"old_{f}", f"new_{f}") for f in _FACT_TABLES},
+                scores=both("old_scores", "scope_scores"),
+                follow_ups=both("old_follow_ups", "scope_follow_ups"),
+                adverse_events=both("old_adverse_events", "scope_adverse_events"),
+            ),
+            len(keys),
+        )
+        for key, change in zip(keys, changes, strict=True):
+            parts.merge(self.parts[key], change, 1)
 
     def _compact_later(self, table: str, deleted: int) -> None:
         self._deleted[table] = self._deleted.get(table, 0) + deleted

@@ -40,7 +40,7 @@ from prolo.outcomes.report import (
     InstrumentRule,
 )
 
-__all__ = ["Parts", "Sources", "count", "finish", "merge"]
+__all__ = ["Parts", "Sources", "count", "count_changes", "finish", "merge"]
 
 N_FOLLOW_UPS = len(FOLLOW_UPS)
 
@@ -83,118 +83,142 @@ def count(
     *,
     cutoffs: list[Any],
     patient_bits: int | None = None,
-    signed: bool = False,
 ) -> Parts:
     """The parts of the courses in ``src``. ``cutoffs``: the latest start date at which
     each follow-up is due. ``patient_bits``: the perfect-hash setting for grouping by
-    patient (see ``engine._dense``).
-
-    ``signed``: every source has a column ``sign``, -1 for a row as it was before a
-    change and 1 for a row as it is after it, and each count is the sum of the signs:
-    the change of the parts, counted in one pass over both states (patients are counted
-    per state, then signed)."""
+    patient (see ``engine._dense``)."""
     if patient_bits is not None:
         run(f"SET perfect_ht_threshold = {int(patient_bits)}")
+    return _count(run, src, cutoffs=cutoffs, groups=None)[0]
+
+
+def count_changes(run: Run, src: Sources, n_groups: int) -> list[Parts]:
+    """The change of the parts of ``n_groups`` selections, counted in one pass.
+
+    Every source has columns ``sign`` (-1 for a row as it was before a change, 1 for a
+    row as it is after it), ``sel`` (the selection it belongs to, 0 to ``n_groups`` - 1;
+    a row of several selections appears once for each) and ``cut0`` to ``cut3`` (that
+    selection's cutoffs). Each count is the sum of the signs per selection; patients
+    are counted per state, then signed."""
+    counted = _count(run, src, cutoffs=None, groups=n_groups)
+    return [counted[i] for i in range(n_groups)]
+
+
+def _count(
+    run: Run, src: Sources, *, cutoffs: list[Any] | None, groups: int | None
+) -> dict[int, Parts]:
+    signed = groups is not None
     n = "sum(sign)" if signed else "count(*)"
-    per_state = ", sign" if signed else ""
-    row = run(
-        f"""
-        SELECT {n}, {n} FILTER (WHERE started)
-        FROM (SELECT patient_id{per_state}, bool_or(started_on IS NOT NULL) AS started
-              FROM {src.patients} WHERE patient_id IS NOT NULL GROUP BY patient_id{per_state})
-        """
-    ).fetchone()
-    parts: Parts = {"patients": _one(row)}
+    sel = "sel, " if signed else ""  # a leading key column: the selection
+    state = "sel, sign, " if signed else ""
+    out: dict[int, Parts] = {group: {} for group in range(groups or 1)}
 
     def keyed(name: str, sql: str, n_keys: int, params: Any = None) -> None:
-        parts[name] = {
-            tuple(r[:n_keys]): [int(x or 0) for x in r[n_keys:]]
-            for r in run(sql, params).fetchall()
-        }
+        for group in out:
+            out[group][name] = {}
+        for r in run(sql, params).fetchall():
+            group, r = (int(r[0]), r[1:]) if signed else (0, r)
+            counts = [int(x or 0) for x in r[n_keys:]]
+            if any(counts):  # a row of zeros (an empty total) is no count at all
+                out[group][name][tuple(r[:n_keys])] = counts
+
+    def sets(*keys: str) -> str:
+        return "GROUPING SETS (" + ", ".join(f"({sel}{k})" for k in keys).replace(", )", ")") + ")"
 
     keyed(
+        "patients",
+        f"""
+        SELECT {sel}{n}, {n} FILTER (WHERE started)
+        FROM (SELECT {state}patient_id, bool_or(started_on IS NOT NULL) AS started
+              FROM {src.patients} WHERE patient_id IS NOT NULL GROUP BY ALL)
+        {"GROUP BY sel" if signed else ""}
+        """,
+        0,
+    )
+    keyed(
         "courses",
-        f"SELECT started_on IS NOT NULL, sessions_done, planned_sessions, status, stop_reason, "
-        f"{n} FROM {src.c} GROUP BY ALL",
+        f"SELECT {sel}started_on IS NOT NULL, sessions_done, planned_sessions, status, "
+        f"stop_reason, {n} FROM {src.c} GROUP BY ALL",
         5,
     )
     keyed(
         "breakdown_courses",
-        f"SELECT GROUPING({', '.join(_KEYS3)}), {', '.join(_KEYS3)}, {n} FROM {src.c} "
-        "GROUP BY GROUPING SETS ((condition_id), (practitioner_id), (year(started_on)))",
+        f"SELECT {sel}GROUPING({', '.join(_KEYS3)}), {', '.join(_KEYS3)}, {n} FROM {src.c} "
+        f"GROUP BY {sets('condition_id', 'practitioner_id', 'year(started_on)')}",
         4,
     )
-    keyed("instruments", f"SELECT instrument_id, {n} FROM {src.scores} GROUP BY 1", 1)
+    keyed("instruments", f"SELECT {sel}instrument_id, {n} FROM {src.scores} GROUP BY ALL", 1)
+    cut = [f"cut{i}" if signed else "?" for i in range(N_FOLLOW_UPS)]
     due = ", ".join(
-        f"{n} FILTER (WHERE v{i} IS NULL AND started_on <= ?)" for i in range(N_FOLLOW_UPS)
+        f"{n} FILTER (WHERE v{i} IS NULL AND started_on <= {cut[i]})" for i in range(N_FOLLOW_UPS)
     )
     keyed(
         "baseline",
-        f"SELECT instrument_id, b, {n}, {due} FROM {src.pc} GROUP BY ALL",
+        f"SELECT {sel}instrument_id, b, {n}, {due} FROM {src.pc} GROUP BY ALL",
         2,
-        cutoffs,
+        None if signed else cutoffs,
     )
     # Every answered follow-up as one row (instrument, follow-up, baseline, value).
     answered = " UNION ALL ".join(
-        f"SELECT instrument_id, {i} AS tp, b, v{i} AS v{per_state} FROM {src.pc} "
-        f"WHERE v{i} IS NOT NULL"
+        f"SELECT {state}instrument_id, {i} AS tp, b, v{i} AS v FROM {src.pc} WHERE v{i} IS NOT NULL"
         for i in range(N_FOLLOW_UPS)
     )
-    keyed("pairs", f"SELECT instrument_id, tp, b, v, {n} FROM ({answered}) GROUP BY ALL", 4)
+    keyed("pairs", f"SELECT {sel}instrument_id, tp, b, v, {n} FROM ({answered}) GROUP BY ALL", 4)
     # Kaplan-Meier inputs as counts per day, both curves and the total in one pass:
     # response at the first response (else censored at the last score); durability,
     # for responders, at the first loss (else censored at the last score).
     keyed(
         "km",
         f"""
-        SELECT GROUPING(tr, td), tr, td, {n},
+        SELECT {sel}GROUPING(tr, td), tr, td, {n},
                {n} FILTER (WHERE first_day IS NOT NULL),
                {n} FILTER (WHERE loss_day IS NOT NULL)
         FROM (SELECT *, coalesce(first_day, last_day) AS tr,
                      coalesce(loss_day, last_day) - first_day AS td FROM {src.km})
-        GROUP BY GROUPING SETS ((tr), (td), ())
+        GROUP BY {sets("tr", "td", "")}
         """,
         3,
     )
     if src.primary is not None:
         latest = "coalesce(v3, v2, v1, v0)"
-        lc = f"""(SELECT b, {latest} AS latest, {latest} - b AS ch, condition_id,
-                         practitioner_id, started_on{per_state}
+        lc = f"""(SELECT {state}b, {latest} AS latest, {latest} - b AS ch, condition_id,
+                         practitioner_id, started_on
                   FROM {src.pc}
                   WHERE instrument_id = {int(src.primary)} AND {latest} IS NOT NULL)"""
-        keyed("latest", f"SELECT latest, b, {n} FROM {lc} GROUP BY ALL", 2)
+        keyed("latest", f"SELECT {sel}latest, b, {n} FROM {lc} GROUP BY ALL", 2)
         keyed(
             "breakdown_change",
-            f"SELECT GROUPING({', '.join(_KEYS3)}), {', '.join(_KEYS3)}, ch, {n} "
-            f"FROM {lc} GROUP BY {_SETS.format(x='ch')}",
+            f"SELECT {sel}GROUPING({', '.join(_KEYS3)}), {', '.join(_KEYS3)}, ch, {n} "
+            f"FROM {lc} GROUP BY "
+            + sets("condition_id, ch", "practitioner_id, ch", "year(started_on), ch"),
             5,
         )
     keyed(
         "follow_ups",
-        "SELECT timepoint, pain_medicine_use, opioid_use, "
+        f"SELECT {sel}timepoint, pain_medicine_use, opioid_use, "
         f"CASE WHEN opioid_use THEN opioid_mme_per_day END, {n} "
         f"FROM {src.follow_ups} GROUP BY ALL",
         4,
     )
-    parts["surgery"] = _one(
-        run(
-            f"SELECT {n}, {n} FILTER (WHERE done), "
-            f"{n} FILTER (WHERE NOT done AND known12) FROM {src.sg}"
-        ).fetchone()
+    by_sel = "GROUP BY sel" if signed else ""
+    keyed(
+        "surgery",
+        f"SELECT {sel}{n}, {n} FILTER (WHERE done), "
+        f"{n} FILTER (WHERE NOT done AND known12) FROM {src.sg} {by_sel}",
+        0,
     )
     if src.fa is not None and src.fs is not None:
         # Sessions of courses with a primary baseline by peak and flare days; and every
         # diary session.
-        keyed("flares", f"SELECT peak, flare_days, {n} FROM {src.fs} GROUP BY ALL", 2)
-        parts["sessions"] = _one(run(f"SELECT {n} FROM {src.fa}").fetchone())
+        keyed("flares", f"SELECT {sel}peak, flare_days, {n} FROM {src.fs} GROUP BY ALL", 2)
+        keyed("sessions", f"SELECT {sel}{n} FROM {src.fa} {by_sel}", 0)
     if src.adverse_events is not None:
-        keyed("adverse_events", f"SELECT kind, {n} FROM {src.adverse_events} GROUP BY 1", 1)
-    return parts
-
-
-def _one(row: Any) -> dict[tuple[Any, ...], list[int]]:
-    counts = [int(x or 0) for x in row] if row is not None else []
-    return {(): counts} if any(counts) else {}
+        keyed(
+            "adverse_events",
+            f"SELECT {sel}kind, {n} FROM {src.adverse_events} GROUP BY ALL",
+            1,
+        )
+    return out
 
 
 def merge(into: Parts, delta: Parts, sign: int) -> None:
