@@ -14,7 +14,11 @@ loopback drive:
   questionnaire    POST /api/patients/{id}/responses as each patient (ODI, 10 items)
   booking          POST /api/appointments as front desk, each a distinct free slot
 
-and prints requests/s, p50/p95/p99 latency and errors for each, each path's share of
+and then, unless --no-bound, the bound (bench/load_bound.py): the questionnaire
+submission's writes alone on the same database, with no framework, per request and
+with group commit; it shows how much of the gap to the target the hardware leaves.
+
+It prints requests/s, p50/p95/p99 latency and errors for each, each path's share of
 the ceiling, and whether the targets hold (questionnaire >= 30% of the ceiling, its
 p99 < 50 ms, no errors). The client is a small asyncio HTTP/1.1 client (httpx costs
 more CPU per request than the server does); it runs on the same machine, so the
@@ -358,6 +362,58 @@ if __name__ == "__main__":
         except subprocess.TimeoutExpired:
             proc.kill()
 
+    def bounds(
+        url: str,
+        env: dict[str, str],
+        fixture: Fixture,
+        answers: list[bytes],
+        args: argparse.Namespace,
+    ) -> list[Result]:
+        """The submission's writes with no framework, per request and group-committed."""
+        engine = create_engine(make_url(url.replace("postgresql://", "postgresql+psycopg://", 1)))
+        with engine.begin() as conn:
+            from load_bound import AUDIT_TABLE
+
+            conn.execute(text(AUDIT_TABLE))
+        engine.dispose()
+        found = []
+        for name, group in (("bound", "0"), ("bound, grouped", "1")):
+            server = start_server(
+                [
+                    "--workers",
+                    str(args.workers),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                    "--app-dir",
+                    str(BENCH),
+                    "load_bound:app",
+                ],
+                {**env, "BOUND_DSN": url, "BOUND_GROUP": group},
+                args.port + 2,
+            )
+            try:
+                found.append(
+                    asyncio.run(
+                        drive(
+                            name,
+                            args.port + 2,
+                            lambda k, n: (
+                                "POST",
+                                f"/r/{fixture.patients[k % len(fixture.patients)][0]}",
+                                {},
+                                answers[(k + n) % len(answers)],
+                            ),
+                            clients=args.clients,
+                            seconds=args.seconds,
+                            warmup=args.warmup,
+                        )
+                    )
+                )
+            finally:
+                stop(server)
+        return found
+
     def report(results: list[Result], ceiling: Result) -> None:
         columns = ("req/s", "of ceiling", "p50 ms", "p95 ms", "p99 ms", "errors")
         print(f"\n{'path':<16} " + " ".join(f"{c:>10}" for c in columns))
@@ -379,6 +435,12 @@ if __name__ == "__main__":
         parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
         parser.add_argument("--port", type=int, default=8150)
         parser.add_argument("--patients", type=int, default=300)
+        parser.add_argument(
+            "--no-bound",
+            dest="bound",
+            action="store_false",
+            help="skip the bound (bench/load_bound.py: the submission's writes, no framework)",
+        )
         args = parser.parse_args()
         print(
             f"load benchmark: {args.clients} clients x {args.seconds:.0f} s per path, "
@@ -485,6 +547,8 @@ if __name__ == "__main__":
             ).lstrip("; ")
         finally:
             stop(app)
+        if args.bound:
+            results += bounds(url, env, fixture, answers, args)
         report(results, ceiling_result)
         q = results[2]
         share = q.rate / ceiling_result.rate if ceiling_result.rate else 0.0
