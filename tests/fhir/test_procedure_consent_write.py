@@ -718,18 +718,65 @@ def test_who_may_record_a_consent(client: TestClient, session: Session, world: W
     assert r.status_code == 201, r.text
 
 
-def test_only_the_current_consent_of_a_course_is_withdrawn(
+def test_a_new_consent_supersedes_the_older_which_never_counts_again(
+    client: TestClient, session: Session, world: World
+) -> None:
+    """Withdrawing the newest consent leaves none on file: the older one stays inactive."""
+    signer = performer_headers(session, world)
+    body = consent(f"Patient/{world.patient.id}", f"CarePlan/{world.course.id}")
+    r = client.post("/fhir/Consent", json=body, headers=signer)
+    assert r.status_code == 201, r.text
+    newer = r.json()
+    older_url = f"/fhir/Consent/{world.consent.id}"
+    older = client.get(older_url, headers=signer).json()
+    assert older["status"] == "inactive" and "end" in older["provision"]["period"]
+    assert "consent.supersede" in events(session, "Consent", world.consent.id)
+    active = client.get(
+        f"/fhir/Consent?data=CarePlan/{world.course.id}&status=active", headers=signer
+    ).json()
+    assert [e["resource"]["id"] for e in active.get("entry", [])] == [newer["id"]]
+    again = client.put(older_url, json={**older, "status": "active"}, headers=signer)
+    assert "superseded" in outcome(again, 409, "conflict")["diagnostics"]
+    # inactive as stored: nothing written
+    assert client.put(older_url, json=older, headers=signer).json() == older
+    r = client.put(
+        f"/fhir/Consent/{newer['id']}", json={**newer, "status": "inactive"}, headers=signer
+    )
+    assert r.status_code == 200, r.text
+    session.expire_all()
+    assert session.get_one(Consent, world.consent.id).superseded_at is not None
+    assert client.get(older_url, headers=signer).json()["status"] == "inactive"
+    active = client.get(
+        f"/fhir/Consent?data=CarePlan/{world.course.id}&status=active", headers=signer
+    ).json()
+    assert not active.get("entry")
+    # a procedure cannot be signed on the strength of the superseded consent
+    visit = injection_visit(session, world)
+    before = count(session, Procedure)
+    r = client.post(
+        "/fhir/Procedure", json=session_of(world, visit, status="completed"), headers=signer
+    )
+    assert "consent" in outcome(r, 409, "conflict")["diagnostics"]
+    assert count(session, Procedure) == before
+
+
+def test_a_consent_signed_before_the_one_on_file_is_refused(
     client: TestClient, session: Session, world: World
 ) -> None:
     body = consent(f"Patient/{world.patient.id}", f"CarePlan/{world.course.id}")
-    newer = client.post("/fhir/Consent", json=body, headers=world.headers).json()
-    older = client.get(f"/fhir/Consent/{world.consent.id}", headers=world.headers).json()
-    r = client.put(
-        f"/fhir/Consent/{world.consent.id}",
-        json={**older, "status": "inactive"},
+    on_file = client.post("/fhir/Consent", json=body, headers=world.headers).json()
+    before = count(session, Consent)
+    earlier = dt.datetime.fromisoformat(body["dateTime"]) - dt.timedelta(minutes=30)
+    r = client.post(
+        "/fhir/Consent",
+        json={**body, "identifier": [], "dateTime": earlier.isoformat()},
         headers=world.headers,
     )
-    assert f"Consent/{newer['id']} is" in outcome(r, 409, "conflict")["diagnostics"]
+    issue = outcome(r, 422, "invalid")
+    assert f"before the consent on file (consent {on_file['id']}" in issue["diagnostics"]
+    assert count(session, Consent) == before
+    session.expire_all()
+    assert session.get_one(Consent, int(on_file["id"])).superseded_at is None
 
 
 # -- Bundles and the CapabilityStatement ---------------------------------------------------

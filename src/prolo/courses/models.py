@@ -20,6 +20,8 @@ PROTOCOL_STATUSES = ("published", "incomplete", "not_published")
 # A signed record never changes (database triggers refuse UPDATE and DELETE); a correction
 # is a new record whose ``amends_id`` points at the one it corrects.
 PROCEDURE_STATUSES = ("draft", "signed")
+# The consent that counts for its course: neither withdrawn nor replaced by a newer one.
+CONSENT_ON_FILE_SQL = "withdrawn_at IS NULL AND superseded_at IS NULL"
 SCREENING_DECISIONS = ("candidate", "candidate_with_precautions", "not_candidate", "refer")
 
 
@@ -69,13 +71,30 @@ class Consent(Base):
 
     ``items`` are the ids of the statements the patient acknowledged, from consent text
     ``text_version`` (:mod:`prolo.courses.consent`); the service refuses a consent that
-    leaves out a required one. A withdrawn consent no longer counts as on file.
+    leaves out a required one. A course has at most one consent on file: the one neither
+    withdrawn (the patient withdrew it) nor superseded (a newer consent to the course was
+    recorded), which a partial unique index enforces. So withdrawing it leaves no consent on
+    file until a new one is recorded: an older consent never counts again.
     """
 
     __tablename__ = "consent"
     __table_args__ = (
         CheckConstraint(
             "withdrawn_at IS NULL OR withdrawn_at >= signed_at", name="withdrawn_after_signed"
+        ),
+        CheckConstraint(
+            "superseded_at IS NULL OR superseded_at >= signed_at", name="superseded_after_signed"
+        ),
+        # A consent ends once: withdrawn by the patient or replaced by a newer one.
+        CheckConstraint(
+            "withdrawn_at IS NULL OR superseded_at IS NULL", name="withdrawn_or_superseded"
+        ),
+        Index(
+            "uq_consent_course_on_file",
+            "course_id",
+            unique=True,
+            sqlite_where=text(CONSENT_ON_FILE_SQL),
+            postgresql_where=text(CONSENT_ON_FILE_SQL),
         ),
     )
 
@@ -90,6 +109,8 @@ class Consent(Base):
     items: Mapped[list[str]] = mapped_column(JsonDoc)
     withdrawn_at: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = created_column()
+    # When a newer consent to the course was recorded and replaced this one.
+    superseded_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class Procedure(Base):

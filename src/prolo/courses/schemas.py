@@ -99,6 +99,7 @@ class ConsentOut(BaseModel):
     text_version: str
     items: list[str]
     withdrawn_at: dt.datetime | None
+    superseded_at: dt.datetime | None = None  # a newer consent to the course replaced it
 
 
 class CourseOut(BaseModel):

@@ -9,7 +9,9 @@ every other move is refused naming the current status.
 
 Informed consent is recorded before the first session: an injection session cannot be
 marked done without a consent on file (:func:`consent_on_file`, checked by scheduling and
-by the procedure record).
+by the procedure record). A course has at most one consent on file (a partial unique index
+enforces it): recording a new consent supersedes the one on file, and withdrawing the one
+on file leaves none, so an older consent never counts again once a newer one was recorded.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from prolo.clinic.models import Practitioner
@@ -352,21 +354,23 @@ def note_session_done(*, session: Session, course: TreatmentCourse) -> None:
         course.updated_at = utcnow()
 
 
+def _on_file() -> tuple[ColumnElement[bool], ...]:
+    # The same condition as the partial unique index uq_consent_course_on_file.
+    return (Consent.withdrawn_at.is_(None), Consent.superseded_at.is_(None))
+
+
 def consent_on_file(*, session: Session, course: TreatmentCourse) -> Consent | None:
-    """The course's newest consent that has not been withdrawn, or None."""
+    """The course's one consent on file (neither withdrawn nor superseded), or None."""
     return session.scalars(
-        select(Consent)
-        .where(Consent.course_id == course.id, Consent.withdrawn_at.is_(None))
-        .order_by(Consent.signed_at.desc(), Consent.id.desc())
-        .limit(1)
+        select(Consent).where(Consent.course_id == course.id, *_on_file()).limit(1)
     ).first()
 
 
 def patient_consent_on_file(*, session: Session, patient_id: int) -> Consent | None:
-    """The patient's newest consent to any course that has not been withdrawn, or None."""
+    """The newest consent on file among the patient's courses, or None."""
     return session.scalars(
         select(Consent)
-        .where(Consent.patient_id == patient_id, Consent.withdrawn_at.is_(None))
+        .where(Consent.patient_id == patient_id, *_on_file())
         .order_by(Consent.signed_at.desc(), Consent.id.desc())
         .limit(1)
     ).first()
@@ -378,7 +382,9 @@ def record_consent(
     """Record the patient's informed consent to the course, by the clinician present.
 
     Every required statement of the text version must be acknowledged (ValidationFailed
-    names those left out); the signing time may not be in the future.
+    names those left out); the signing time may not be in the future, nor before the
+    consent on file, which the new one supersedes (it no longer counts, even if the new
+    one is withdrawn later).
     """
     _require_writer(principal)
     course = access_course_by_id(
@@ -410,6 +416,26 @@ def record_consent(
         raise ValidationFailed("signed_at is in the future", field="signed_at")
     if signed_at < course.created_at - dt.timedelta(days=1):
         raise ValidationFailed("signed_at is before the course was planned", field="signed_at")
+    previous = consent_on_file(session=session, course=course)
+    if previous is not None:
+        if signed_at < previous.signed_at:
+            raise ValidationFailed(
+                f"signed_at is before the consent on file (consent {previous.id}, signed "
+                f"{previous.signed_at.isoformat()}), which a new consent replaces",
+                field="signed_at",
+            )
+        previous.superseded_at = max(now, previous.signed_at)
+        # Flushed before the new row: the unique index allows one consent on file at a time.
+        session.flush()
+        audit.record(
+            session,
+            principal.actor,
+            action="U",
+            event="consent.supersede",
+            entity_type="Consent",
+            entity_id=previous.id,
+            patient_id=course.patient_id,
+        )
     consent = Consent(
         clinic_id=course.clinic_id,
         course_id=course.id,
@@ -445,6 +471,7 @@ def withdraw_consent(*, session: Session, principal: Principal, course_id: int) 
     if consent is None:
         raise ConsentMissing("there is no consent on file to withdraw")
     consent.withdrawn_at = max(utcnow(), consent.signed_at)
+    session.flush()
     audit.record(
         session,
         principal.actor,

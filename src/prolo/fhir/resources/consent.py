@@ -2,15 +2,16 @@
 
 See: https://hl7.org/fhir/R4/consent.html
 
-- ``status`` ``active``, or ``inactive`` once withdrawn; ``scope`` ``treatment``
+- ``status`` ``active`` while it is the course's consent on file, ``inactive`` once
+  withdrawn or superseded (a newer consent to the course was recorded); ``scope`` ``treatment``
   (consentscope); ``category`` LOINC 59284-0 (patient consent);
 - ``patient``, ``performer`` (the patient, who consents), ``dateTime`` when it was
   signed;
 - ``policy`` the prolo consent text version the patient read
   (``.../consent-text/<version>``); each acknowledged statement as an extension
   (``.../StructureDefinition/consent-statement``);
-- ``provision``: permit, for the signing-to-withdrawal period, concerning the course
-  (``data`` CarePlan).
+- ``provision``: permit, for the period from signing to withdrawal or supersession,
+  concerning the course (``data`` CarePlan).
 
 Writes go through :mod:`prolo.courses.service`, with the rules of the consent form:
 
@@ -22,11 +23,12 @@ Writes go through :mod:`prolo.courses.service`, with the rules of the consent fo
   statement of it (the ``consent-statement`` extensions); ``dateTime`` is when it was
   signed (now when left out; not in the future). ``scope`` must be ``treatment``,
   ``provision.type`` ``permit``, and ``performer``, when given, the patient; ``category``
-  is always served as LOINC 59284-0 and not read;
+  is always served as LOINC 59284-0 and not read. It supersedes the course's consent on
+  file, which becomes ``inactive`` (a course has one active consent at a time);
 - an update withdraws it (``active`` -> ``inactive``; the withdrawal time is the
   server's, ``provision.period.end``). That is the only change: a consent is never
-  edited (record a new one), and a withdrawn one is not given again. A PUT that says
-  what is stored succeeds and writes nothing.
+  edited (record a new one), and a withdrawn or superseded one is not given again. A
+  PUT that says what is stored succeeds and writes nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, false
+from sqlalchemy import ColumnElement, and_, false
 
 from prolo.courses.models import Consent, TreatmentCourse
 from prolo.fhir import codes
@@ -77,13 +79,20 @@ CONSENT_STATES = ("draft", "proposed", "active", "rejected", "inactive", "entere
 
 def _status(value: str, modifier: str | None) -> ColumnElement[bool]:
     _system, code = split_token(value)
+    on_file = and_(Consent.withdrawn_at.is_(None), Consent.superseded_at.is_(None))
     if code == "active":
-        clause: ColumnElement[bool] = Consent.withdrawn_at.is_(None)
+        clause: ColumnElement[bool] = on_file
     elif code == "inactive":
-        clause = Consent.withdrawn_at.is_not(None)
+        clause = ~on_file
     else:
         clause = false()
     return ~clause if modifier == "not" else clause
+
+
+def _ended(row: Any) -> dt.datetime | None:
+    """When the consent stopped counting: withdrawn, or superseded by a newer one."""
+    ended: dt.datetime | None = row.withdrawn_at or row.superseded_at
+    return ended
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -103,7 +112,7 @@ class ConsentMapping(TableMapping):
         return (
             reference_param("patient", Consent.patient_id, "Patient", "Who consented"),
             reference_param("data", Consent.course_id, "CarePlan", "The course consented to"),
-            Param("status", "token", _status, "active | inactive (withdrawn)"),
+            Param("status", "token", _status, "active | inactive (withdrawn or superseded)"),
             date_param("date", Consent.signed_at, "When it was signed"),
             kept_identifier_param("Consent", Consent.id),
         )
@@ -116,7 +125,8 @@ class ConsentMapping(TableMapping):
         statements = [{"url": STATEMENT_EXT, "valueCode": str(item)} for item in row.items or []]
         put(resource, "extension", statements)
         put(resource, "identifier", identifier_list(meta))
-        resource["status"] = "inactive" if row.withdrawn_at else "active"
+        ended = _ended(row)
+        resource["status"] = "inactive" if ended else "active"
         resource["scope"] = TREATMENT
         resource["category"] = [PATIENT_CONSENT]
         resource["patient"] = ref("Patient", row.patient_id)
@@ -124,8 +134,8 @@ class ConsentMapping(TableMapping):
         resource["performer"] = [ref("Patient", row.patient_id)]
         resource["policy"] = [{"uri": f"{POLICY}{row.text_version}"}]
         period = {"start": instant(row.signed_at)}
-        if row.withdrawn_at:
-            period["end"] = instant(row.withdrawn_at)
+        if ended:
+            period["end"] = instant(ended)
         resource["provision"] = {
             "type": "permit",
             "period": period,
@@ -270,7 +280,7 @@ class ConsentMapping(TableMapping):
                 "withdraw it (status inactive) and record a new Consent",
                 field=changed[0],
             )
-        if values["withdrawn"] == (row.withdrawn_at is not None):
+        if values["withdrawn"] == (_ended(row) is not None):
             audit.record(
                 ctx.session,
                 ctx.principal.actor,
@@ -283,18 +293,17 @@ class ConsentMapping(TableMapping):
             )
             return row
         if not values["withdrawn"]:
+            how = (
+                "withdrawn and stays withdrawn"
+                if row.withdrawn_at
+                else "superseded by a newer Consent and stays inactive"
+            )
             raise Conflict(
-                f"Consent/{row.id} was withdrawn and stays withdrawn; record a new Consent",
+                f"Consent/{row.id} was {how}; record a new Consent",
                 field="Consent.status",
             )
-        course = ctx.session.get_one(TreatmentCourse, row.course_id)
-        current = courses.consent_on_file(session=ctx.session, course=course)
-        if current is not None and current.id != row.id:
-            raise Conflict(
-                f"Consent/{row.id} is not the course's current consent (Consent/{current.id} "
-                "is): withdraw that one",
-                field="Consent.status",
-            )
+        # Neither withdrawn nor superseded: the course's one consent on file (a unique
+        # index keeps it one), which is what the service withdraws.
         with named_fields(_FIELDS):
             return courses.withdraw_consent(
                 session=ctx.session, principal=ctx.principal, course_id=row.course_id
