@@ -20,13 +20,18 @@ How the work is split (``docs/analytics.md`` has the measurements behind it):
   and first loss of response, each diary session's peak and flare days, its surgery
   status. Grouping by a dense integer key lets DuckDB use a perfect hash table (an array
   indexed by the key); few aggregates per pass keep that table small.
-- **The report** is then a handful of scans over course facts and courses, each grouping
-  into a few rows (instrument and timepoint, day, condition, ...).
+- **The report's parts** (:mod:`prolo.outcomes.parts`) are then a handful of scans over
+  course facts and courses, each counting rows per few distinct values (instrument and
+  timepoint, baseline and follow-up score, day, condition, ...); the aggregates follow
+  from the counts in numpy.
 
 Course facts do not depend on the selection or the report date, so a long-lived
 :class:`LoadedRegistry` can keep them and bring them up to date as rows arrive
-(:meth:`LoadedRegistry.ingest`); a report then skips the grouping by course. Without kept
-facts, each report computes them for the selected courses only.
+(:meth:`LoadedRegistry.replace`, :meth:`LoadedRegistry.ingest`); a report then skips the
+grouping by course. Counts add up over courses, so it also keeps recent selections'
+parts and updates them with the counts of the courses each replace touched, before and
+after: a report after a batch then only finishes the counts. Without kept facts, each
+report computes facts for the selected courses only.
 """
 
 from __future__ import annotations
