@@ -497,6 +497,11 @@ _ENTRY_AT = {
 }
 _DIGEST = methodcaller("digest")
 PARALLEL_FROM = 1_000_000  # entries; below this, starting processes costs more than it saves
+# Entries checked together. Small batches stay in the CPU cache between reading and
+# hashing: on 200,000 entries, 1.24 µs of CPU per entry with 500, 1.82 with 10,000 and
+# 2.13 with 50,000. PostgreSQL still fetches _PG_FETCH rows per round trip.
+BATCH = 500
+_PG_FETCH = 20_000
 Lanes = dict[int, tuple[int, bytes]]  # lane -> (id, digest) of its last entry checked so far
 
 
@@ -614,17 +619,19 @@ def _check_range(
     """Check entries with ids ``first``..``last`` in id order, each lane continuing ``lanes``."""
     if sqlite:
         cur = raw.cursor()
+        fetch = batch
     else:  # a server-side cursor: the log streams in batches, never whole into memory
         cur = raw.cursor(name=f"prolo_audit_verify_{first}")
-        cur.itersize = batch
+        fetch = cur.itersize = max(batch, _PG_FETCH)  # fewer round trips
     checked = 0
     try:
         cur.execute(_SCAN[sqlite], (first, last))
-        while rows := cur.fetchmany(batch):
-            held, broken = _first_break(raw, sqlite, rows, lanes)
-            checked += held
-            if broken is not None:
-                return _Checked(checked, broken)
+        while rows := cur.fetchmany(fetch):
+            for start in range(0, len(rows), batch):
+                held, broken = _first_break(raw, sqlite, rows[start : start + batch], lanes)
+                checked += held
+                if broken is not None:
+                    return _Checked(checked, broken)
     finally:
         cur.close()
     return _Checked(checked, None)
@@ -658,7 +665,7 @@ def _scalar(raw: Any, sql: str, params: tuple[object, ...] = ()) -> Any:
 
 
 def verify_database(
-    session: Session, *, batch: int = 50_000, workers: int = 1
+    session: Session, *, batch: int = BATCH, workers: int = 1
 ) -> tuple[int, ChainBreak | None]:
     """Verify the whole log in the database; returns (entries checked, first break).
 
