@@ -281,7 +281,7 @@ def _stream(path: Path, sql: str) -> tuple[int, float]:
     start = time.perf_counter()
     cur = raw.execute(sql)
     read = 0
-    while rows := cur.fetchmany(50_000):
+    while rows := cur.fetchmany(audit.BATCH):  # as verify reads: the same batch size
         read += len(rows)
     elapsed = time.perf_counter() - start
     raw.close()
