@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from prolo.clinic.models import Clinic, Practitioner
-from prolo.courses.models import Consent, TreatmentCourse
+from prolo.courses.models import Consent, Procedure, TreatmentCourse
 from prolo.knowledge.safety import load_safety_rules
 from prolo.patients.models import Allergy, Patient
 from prolo.scheduling.models import Appointment
@@ -389,3 +389,91 @@ def test_site_list_and_aftercare_reference(client: TestClient, session: Session)
         "when_to_call",
     ]
     assert all(a["url"].startswith("https://") and a["locator"] and a["grade"] for a in advice)
+
+
+# --- a record documents a session that took place ------------------------------------------
+
+
+def _visit(s: Setup, session: Session, *, status: str, starts_in: dt.timedelta) -> Appointment:
+    starts = dt.datetime.now(dt.UTC).replace(microsecond=0) + starts_in
+    visit = Appointment(
+        clinic_id=s.clinic.id,
+        patient_id=s.patient.id,
+        practitioner_id=s.practitioner.id,
+        course_id=s.course.id,
+        kind="injection",
+        status=status,
+        starts_at=starts,
+        ends_at=starts + dt.timedelta(minutes=30),
+    )
+    session.add(visit)
+    session.flush()
+    return visit
+
+
+def _count(session: Session) -> int:
+    return len(session.scalars(select(Procedure.id)).all())
+
+
+def test_no_record_for_a_cancelled_missed_or_future_visit(
+    client: TestClient, session: Session
+) -> None:
+    s = Setup(session)
+    url = f"/api/patients/{s.patient.id}/procedures"
+    cases = [
+        ("cancelled", -dt.timedelta(hours=2), "was cancelled"),
+        ("noshow", -dt.timedelta(hours=2), "was a no-show"),
+        ("booked", dt.timedelta(days=2), "is booked and has not started yet"),
+    ]
+    before = _count(session)
+    for status, starts_in, words in cases:
+        visit = _visit(s, session, status=status, starts_in=starts_in)
+        r = client.post(url, json=record(appointment_id=visit.id), headers=s.headers)
+        assert r.status_code == 409, r.text
+        problem = r.json()
+        assert problem["code"] == "appointment_status"
+        assert f"appointment {visit.id} {words} (status {status})" in problem["detail"]
+        assert (problem["appointment_id"], problem["current_status"]) == (visit.id, status)
+    assert _count(session) == before
+    # checked in early, or held: documented
+    for status, starts_in in (
+        ("arrived", dt.timedelta(minutes=10)),
+        ("fulfilled", -dt.timedelta(days=3)),
+    ):
+        visit = _visit(s, session, status=status, starts_in=starts_in)
+        r = client.post(url, json=record(appointment_id=visit.id), headers=s.headers)
+        assert r.status_code == 201, r.text
+
+
+def test_a_draft_whose_visit_became_a_no_show_cannot_be_edited_or_signed(
+    client: TestClient, session: Session
+) -> None:
+    s = Setup(session)
+    draft = _create(client, s)
+    s.visit.status = "noshow"
+    session.flush()
+    url = f"/api/procedures/{draft['id']}"
+    r = client.post(f"{url}/sign", headers=s.headers)
+    assert r.status_code == 409 and r.json()["code"] == "appointment_status", r.text
+    assert f"appointment {s.visit.id} was a no-show" in r.json()["detail"]
+    r = client.put(url, json=s.body(note="Edited."), headers=s.headers)
+    assert r.status_code == 409 and r.json()["code"] == "appointment_status", r.text
+    session.expire_all()
+    stored = session.get_one(Procedure, draft["id"])
+    assert (stored.status, stored.note) == ("draft", "Tolerated well.")
+
+
+def test_a_signed_record_stays_correctable_whatever_its_visit_became(
+    client: TestClient, session: Session
+) -> None:
+    s = Setup(session)
+    signed = _create(client, s)
+    url = f"/api/procedures/{signed['id']}"
+    assert client.post(f"{url}/sign", headers=s.headers).status_code == 200
+    s.visit.status = "noshow"  # marked afterwards by mistake: the correction is still needed
+    session.flush()
+    corrected = s.body(note="Left knee, not right.", reason="Wrong side recorded")
+    r = client.post(f"{url}/amendments", json=corrected, headers=s.headers)
+    assert r.status_code == 201, r.text
+    r = client.post(f"/api/procedures/{r.json()['id']}/sign", headers=s.headers)
+    assert r.status_code == 200, r.text

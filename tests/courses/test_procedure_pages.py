@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from prolo.courses.models import Procedure
 from prolo.knowledge.safety import load_safety_rules
-from tests.courses.test_procedure_api import Setup
+from tests.courses.test_procedure_api import Setup, _visit
 from tests.factories import PASSWORD
 
 
@@ -188,3 +189,23 @@ def test_a_refused_signature_says_why_and_changes_nothing(
     assert "no informed consent is on file" in r.text
     stored = session.get(Procedure, record_id)
     assert stored is not None and stored.status == "draft"
+
+
+def test_the_form_offers_only_visits_that_took_place_and_refuses_a_cancelled_one(
+    client: TestClient, session: Session
+) -> None:
+    s = Setup(session)
+    cancelled = _visit(s, session, status="cancelled", starts_in=-dt.timedelta(days=2))
+    later = _visit(s, session, status="booked", starts_in=dt.timedelta(days=7))
+    _login(client, s.user.email)
+    page = client.get(f"/procedures/new?patient_id={s.patient.id}").text
+    offered = set(re.findall(r'name="appointment_id".*?</select>', page, re.S)[0].split('value="'))
+    offered_ids = {chunk.split('"')[0] for chunk in offered}
+    assert str(s.visit.id) in offered_ids  # booked, started an hour ago
+    assert str(cancelled.id) not in offered_ids and str(later.id) not in offered_ids
+    before = _count(session)
+    form = _form(s, _csrf(page), appointment_id=str(cancelled.id))
+    r = client.post(f"/procedures/new?patient_id={s.patient.id}", data=form)
+    assert r.status_code == 409  # shown beside the appointment field
+    assert f"appointment {cancelled.id} was cancelled" in r.text
+    assert _count(session) == before

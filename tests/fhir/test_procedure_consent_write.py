@@ -412,6 +412,24 @@ def test_signing_needs_the_performer_and_a_consent_on_file(
     assert count(session, Procedure) == before
 
 
+def test_no_procedure_for_a_visit_that_did_not_take_place(
+    client: TestClient, session: Session, world: World
+) -> None:
+    signer = performer_headers(session, world)
+    before = count(session, Procedure)
+    for status in ("cancelled", "noshow"):
+        visit = injection_visit(session, world)
+        visit.status = status
+        session.flush()
+        for wanted in ("in-progress", "completed"):  # a draft, or signed at once
+            body = session_of(world, visit, status=wanted)
+            r = client.post("/fhir/Procedure", json=body, headers=signer)
+            issue = outcome(r, 409, "conflict")
+            assert f"appointment {visit.id}" in issue["diagnostics"]
+            assert f"(status {status})" in issue["diagnostics"]
+    assert count(session, Procedure) == before
+
+
 def test_bad_procedures_name_the_problem_and_keep_nothing(
     client: TestClient, session: Session, world: World
 ) -> None:

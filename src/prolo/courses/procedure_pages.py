@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
@@ -27,6 +27,7 @@ from prolo.courses.procedure_schemas import (
     ProcedureIn,
     ProcedureUpdate,
 )
+from prolo.db import utcnow
 from prolo.errors import AppError, NotFound
 from prolo.knowledge.safety import load_safety_rules
 from prolo.patients import service as patients
@@ -237,9 +238,16 @@ def _context(
 ) -> dict[str, Any]:
     catalog = procedures.load_injection_sites()
     rules = load_safety_rules()
+    # Only visits a record may document (procedures.require_session_held): not cancelled
+    # or missed, and not booked for later.
     visits = session.scalars(
         select(Appointment)
-        .where(Appointment.patient_id == patient.id, Appointment.kind == "injection")
+        .where(
+            Appointment.patient_id == patient.id,
+            Appointment.kind == "injection",
+            Appointment.status.not_in(procedures.NOT_HELD_STATUSES),
+            or_(Appointment.status != "booked", Appointment.starts_at <= utcnow()),
+        )
         .order_by(Appointment.starts_at.desc())
         .limit(20)
     ).all()

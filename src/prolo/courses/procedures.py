@@ -8,6 +8,17 @@ signed row on SQLite and PostgreSQL); a correction is an amendment, a new record
 at the one it corrects, which stays as it was. Each record is amended at most once, so
 the corrections of a session form one chain and the newest signed link is current.
 
+A record documents an injection session that took place, so its appointment must have
+been held: a cancelled visit or a no-show is refused (:class:`SessionNotHeld`, 409, naming
+the appointment and its status) when the record is created, edited or signed. A visit
+still ``booked`` whose start is in the future is refused too, as scheduling refuses to
+mark it done or a no-show before it starts: nothing has happened yet to document. A
+``booked`` visit whose start has passed is accepted (the front desk may not have checked
+the patient in, and the clinician documents during or after the visit), as is an
+``arrived`` one at any time (checked in early) and a ``fulfilled`` one. Amendments are
+not re-checked: they correct a record signed for a session that was held then, and
+refusing them would leave a signed record uncorrectable.
+
 The pre-procedure re-check runs the screening engine (:func:`prolo.screening.rules.screen`)
 on the clinician's answers and the patient's chart (allergies to the injectate's own
 components are read from the chart and cannot be answered away), and stores the decision
@@ -381,10 +392,46 @@ def run_pre_check(
 # --- writes --------------------------------------------------------------------------------
 
 
+class SessionNotHeld(Conflict):
+    """The record's appointment did not take place (cancelled, no-show, or not yet begun)."""
+
+    code = "appointment_status"
+
+
+# Appointment statuses of a visit that did not and will not take place.
+NOT_HELD_STATUSES = ("cancelled", "noshow")
+_STATUS_WORDS = {"cancelled": "was cancelled", "noshow": "was a no-show"}
+
+
+def require_session_held(appointment: Appointment, now: dt.datetime) -> None:
+    """SessionNotHeld unless the visit took place or is under way (see the module's rule)."""
+    if appointment.status in NOT_HELD_STATUSES:
+        why = _STATUS_WORDS[appointment.status]
+    elif appointment.status == "booked" and appointment.starts_at > now:
+        why = "is booked and has not started yet"
+    else:
+        return
+    raise SessionNotHeld(
+        f"appointment {appointment.id} {why} (status {appointment.status}): a procedure "
+        "record documents an injection session that took place",
+        field="appointment_id",
+        extra={"appointment_id": appointment.id, "current_status": appointment.status},
+    )
+
+
 def _links(
-    session: Session, principal: Principal, patient: Patient, data: ProcedureIn
+    session: Session,
+    principal: Principal,
+    patient: Patient,
+    data: ProcedureIn,
+    *,
+    amendment: bool = False,
 ) -> tuple[Appointment | None, TreatmentCourse | None, int]:
-    """Check the appointment, course and practitioner belong together; return them."""
+    """Check the appointment, course and practitioner belong together; return them.
+
+    The appointment must have been held (:func:`require_session_held`), except for an
+    amendment, which documents the same session as the signed record it corrects.
+    """
     appointment: Appointment | None = None
     course_id = data.course_id
     if data.appointment_id is not None:
@@ -396,6 +443,8 @@ def _links(
                 f"a procedure record belongs to an injection session, not a {appointment.kind}",
                 field="appointment_id",
             )
+        if not amendment:
+            require_session_held(appointment, utcnow())
         if course_id is None:
             course_id = appointment.course_id
         elif appointment.course_id not in (None, course_id):
@@ -557,7 +606,9 @@ def update_procedure(
     _refuse_signed(procedure, "changed")
     patient = session.get_one(Patient, procedure.patient_id)
     _check_sites(data)
-    appointment, course, practitioner_id = _links(session, principal, patient, data)
+    appointment, course, practitioner_id = _links(
+        session, principal, patient, data, amendment=procedure.amends_id is not None
+    )
     if procedure.amends_id is None:
         _one_original_per_appointment(session, appointment, procedure.id)
     else:
@@ -615,7 +666,8 @@ def sign_procedure(*, session: Session, principal: Principal, procedure_id: int)
     """Sign a draft: consent on file and a re-check allowing injection; then it is fixed.
 
     Only the practitioner who performed the session signs (their login must be linked to
-    that practitioner). The re-check is run again on the chart as it is now.
+    that practitioner). The re-check is run again on the chart as it is now, and the
+    appointment of an original record must have been held (SessionNotHeld, 409).
     """
     procedure = _lock(
         session,
@@ -629,6 +681,8 @@ def sign_procedure(*, session: Session, principal: Principal, procedure_id: int)
     patient = session.get_one(Patient, procedure.patient_id)
     course = session.get(TreatmentCourse, procedure.course_id) if procedure.course_id else None
     now = utcnow()
+    if procedure.appointment_id is not None and procedure.amends_id is None:
+        require_session_held(session.get_one(Appointment, procedure.appointment_id), now)
     data = stored_input(procedure)
     pre_check = run_pre_check(session=session, patient=patient, course=course, data=data, now=now)
     if not pre_check["consent_on_file"]:
@@ -688,7 +742,7 @@ def amend_procedure(
         )
     patient = session.get_one(Patient, original.patient_id)
     _check_sites(data)
-    appointment, course, practitioner_id = _links(session, principal, patient, data)
+    appointment, course, practitioner_id = _links(session, principal, patient, data, amendment=True)
     now = utcnow()
     pre_check = run_pre_check(session=session, patient=patient, course=course, data=data, now=now)
     amendment = Procedure(
