@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,7 +32,14 @@ from prolo.db import (
     make_writer_sessionmaker,
     sqlalchemy_url,
 )
-from prolo.errors import AccessDenied, AppError, NotFound, Unauthenticated, ValidationFailed
+from prolo.errors import (
+    AccessDenied,
+    AppError,
+    NotFound,
+    Unauthenticated,
+    ValidationFailed,
+    database_refusal,
+)
 from prolo.middleware import SecurityHeaders
 from prolo.security import audit
 from prolo.security.principal_cache import PrincipalCache, SecurityListener
@@ -125,6 +133,13 @@ def install_error_handlers(app: FastAPI) -> None:
         error = AppError(str(exc.detail))
         error.http_status = exc.status_code  # type: ignore[misc]
         return _problem(request, error)
+
+    @app.exception_handler(IntegrityError)
+    async def refused(request: Request, exc: IntegrityError) -> Response:
+        # A constraint the service's own checks did not foresee: almost always a
+        # concurrent request that won a race (the request's work was rolled back).
+        log.warning("database refused a write on %s %s", request.method, request.url.path)
+        return _problem(request, database_refusal(exc))
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> Response:

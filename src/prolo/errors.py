@@ -111,3 +111,26 @@ class AccessDenied(NotFound):
         super().__init__(detail)
         self.entity_type = entity_type
         self.entity_id = entity_id
+
+
+def constraint_kind(exc: BaseException) -> str:
+    """The kind of database rule an integrity error broke ("unique constraint", ...).
+
+    Only the kind: the driver's message carries the offending values (``Key
+    (email)=(...)``), which may be health data and never reach a user or a log.
+    """
+    orig = getattr(exc, "orig", None)
+    text = str(orig).splitlines()[0] if orig is not None else ""
+    for marker in ("UNIQUE", "unique", "CHECK", "check", "FOREIGN KEY", "foreign key"):
+        if marker in text:
+            return f"{marker.lower()} constraint"
+    return "constraint"
+
+
+def database_refusal(exc: BaseException, what: str = "this change") -> Conflict:
+    """A Conflict for a write the database refused: usually a concurrent request got
+    there first (two consents on file, a booked slot), or the data changed meanwhile."""
+    return Conflict(
+        f"the database refused {what}: it breaks a {constraint_kind(exc)}, usually because "
+        "it clashes with data already stored (perhaps just now); reload and try again"
+    )

@@ -32,6 +32,7 @@ import orjson
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -45,6 +46,7 @@ from prolo.errors import (
     TooManyRequests,
     Unauthenticated,
     ValidationFailed,
+    database_refusal,
 )
 from prolo.security import audit
 
@@ -237,6 +239,8 @@ def error_response(request: Request, exc: BaseException) -> Response:
         session.rollback()
     if isinstance(exc, AccessDenied):
         _audit_denied(request, exc)
+    if isinstance(exc, IntegrityError):  # a race the service did not foresee: 409
+        exc = database_refusal(exc)
     status, body = outcome_for(exc)
     if status == 500:
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)

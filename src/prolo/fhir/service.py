@@ -23,7 +23,7 @@ from sqlalchemy import Table, and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from prolo.errors import AccessDenied, Conflict, Forbidden
+from prolo.errors import AccessDenied, Conflict, Forbidden, database_refusal
 from prolo.fhir import codes
 from prolo.fhir.errors import (
     InvalidResource,
@@ -593,9 +593,7 @@ def create(
             with _savepoint(ctx, isolated):
                 return 201, mapping.create(ctx, resource)
         except IntegrityError as exc:
-            raise Conflict(
-                f"the database refused this {mapping.type_name}: {_constraint(exc)}"
-            ) from None
+            raise database_refusal(exc, f"this {mapping.type_name}") from None
     if if_none_exist:
         matches = conditional_matches(ctx, mapping, if_none_exist)
         if len(matches) > 1:
@@ -616,9 +614,7 @@ def create(
                 )
                 ctx.session.flush()
     except IntegrityError as exc:
-        raise Conflict(
-            f"the database refused this {mapping.type_name}: {_constraint(exc)}"
-        ) from None
+        raise database_refusal(exc, f"this {mapping.type_name}") from None
     if not read_back:  # the importer needs the new id only
         return 201, {"resourceType": mapping.type_name, "id": str(row.id)}
     row, meta = fast_load(ctx, mapping, str(row.id))
@@ -653,7 +649,7 @@ def update(
             with _savepoint(ctx, isolated):
                 return mapping.update(ctx, resource_id, resource, if_match=if_match)
         except IntegrityError as exc:
-            raise Conflict(f"the database refused this {type_name}: {_constraint(exc)}") from None
+            raise database_refusal(exc, f"this {type_name}") from None
     row, meta = load(ctx, mapping, resource_id)
     if if_match is not None:
         wanted = if_match.strip().removeprefix("W/").strip('"')
@@ -670,7 +666,7 @@ def update(
                 remember_identifiers(ctx, type_name, row.id, pairs)
                 ctx.session.flush()
     except IntegrityError as exc:
-        raise Conflict(f"the database refused this {type_name}: {_constraint(exc)}") from None
+        raise database_refusal(exc, f"this {type_name}") from None
     row, meta = fast_load(ctx, mapping, resource_id)
     return mapping.to_fhir(row, meta)
 
@@ -683,15 +679,6 @@ def _savepoint(ctx: Context, isolated: bool) -> Iterator[None]:
         return
     with ctx.session.begin_nested():
         yield
-
-
-def _constraint(exc: IntegrityError) -> str:
-    """The violated rule without values (values may be health data)."""
-    text = str(exc.orig).splitlines()[0] if exc.orig else "constraint"
-    for marker in ("UNIQUE", "unique", "CHECK", "check", "FOREIGN KEY", "foreign key"):
-        if marker in text:
-            return f"{marker.lower()} constraint"
-    return "constraint"
 
 
 def principal_context(session: Session, principal: Principal, base_url: str) -> Context:
