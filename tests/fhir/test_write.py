@@ -253,7 +253,7 @@ def test_malformed_and_rule_breaking_bodies(
         404,
         "not-supported",
     )
-    outcome(
+    why = outcome(
         client.post(
             "/fhir/Questionnaire",
             json={"resourceType": "Questionnaire", "status": "active"},
@@ -262,6 +262,7 @@ def test_malformed_and_rule_breaking_bodies(
         405,
         "not-supported",
     )
+    assert "no scoring rule" in why  # the refusal says why, not only that
     xml = {**world.headers, "Content-Type": "application/fhir+xml"}
     outcome(client.post("/fhir/Patient", content=b"<Patient/>", headers=xml), 415, "not-supported")
     outcome(client.get("/fhir/Patient?_format=xml", headers=world.headers), 406, "not-supported")

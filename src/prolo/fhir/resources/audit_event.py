@@ -42,7 +42,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, func, select
 
 from prolo.fhir import codes
-from prolo.fhir.errors import NotAllowed, Unprocessable
+from prolo.fhir.errors import Unprocessable
 from prolo.fhir.resources.base import (
     CREATE,
     READ,
@@ -118,17 +118,11 @@ class AuditEventMapping(TableMapping):
         "An entry of the append-only, hash-chained access log (admins only); a create "
         "appends an event an outside system reports."
     )
+    refusal = "the audit log is append-only (POST a new AuditEvent to report an event)"
 
     @property
     def keeps_identifiers(self) -> bool:
         return False  # R4 AuditEvent has no identifier: searches need not look any up
-
-    def require(self, interaction: str) -> None:
-        if interaction not in self.interactions:
-            raise NotAllowed(
-                f"AuditEvent does not support the {interaction} interaction: the audit log "
-                "is append-only (POST a new AuditEvent to report an event)"
-            )
 
     def search_params(self) -> Sequence[Param]:
         return (

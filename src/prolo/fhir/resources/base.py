@@ -121,6 +121,8 @@ class MappingBase:
     readers: ClassVar[frozenset[str]] = frozenset({"admin", "clinician", "patient"})
     writers: ClassVar[frozenset[str]] = frozenset({"admin", "clinician"})
     documentation: ClassVar[str] = ""
+    # Why the interactions left out are left out, told to a client that asks for one.
+    refusal: ClassVar[str] = ""
     params: dict[str, Param]
 
     def check_reader(self, principal: Principal) -> None:
@@ -143,7 +145,10 @@ class MappingBase:
 
     def require(self, interaction: str) -> None:
         if interaction not in self.interactions:
-            raise NotAllowed(f"{self.type_name} does not support the {interaction} interaction")
+            why = f": {self.refusal}" if self.refusal else ""
+            raise NotAllowed(
+                f"{self.type_name} does not support the {interaction} interaction{why}"
+            )
 
     def includable(self, param: str) -> bool:
         found = self.params.get(param)

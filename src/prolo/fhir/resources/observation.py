@@ -108,6 +108,10 @@ class ObservationMapping(TableMapping):
         "outside reading of a single-item instrument by its LOINC code (pain 0-10, "
         "72514-3) and records it as a response."
     )
+    refusal = (
+        "a score is derived from its QuestionnaireResponse; a draft response can be "
+        "updated, a completed one is corrected by a new response"
+    )
 
     def search_params(self) -> Sequence[Param]:
         return (

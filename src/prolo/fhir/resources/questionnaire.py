@@ -90,6 +90,12 @@ class QuestionnaireMapping(DataMapping):
     readers = frozenset({"admin", "clinician", "front_desk", "patient"})
     writers = frozenset[str]()
     documentation = "An outcome instrument (structure and scoring anchors)."
+    refusal = (
+        "prolo's Questionnaires are published outcome instruments, shipped with the "
+        "release with their licensed wording and scored by their published rules; a "
+        "client-defined Questionnaire would have no scoring rule (answer one with a "
+        "QuestionnaireResponse instead)"
+    )
 
     def __init__(self) -> None:
         self.params = {
