@@ -275,6 +275,12 @@ def build_log(path: Path, entries: int) -> None:
     print(f"  built in {time.perf_counter() - start:.0f} s ({path.stat().st_size / 1e9:.1f} GB)")
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (verify's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _stream(path: Path, sql: str) -> tuple[int, float]:
     """(rows, seconds) to fetch every row of ``sql`` in batches, hashing nothing."""
     raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -303,17 +309,18 @@ def bench_verify(path: Path, entries: int) -> None:
     print(f"  stream the stored columns (baseline)  {baseline:7.2f} s")
     cpus = os.cpu_count() or 1
     for workers in sorted({1, cpus}):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         with factory() as session, session.begin():
             checked, broken = audit.verify_database(session, workers=workers)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, _cpu() - cpu
         if broken is not None or checked != entries or {read, read_stored} != {entries}:
             raise SystemExit(f"verify found {broken} after {checked} entries (read {read})")
         per_10m = elapsed * 10_000_000 / entries
         print(
             f"  verify_database(workers={workers})       {elapsed:7.2f} s "
             f"({entries / elapsed:,.0f} entries/s; verify/stream {elapsed / baseline:.2f}, "
-            f"/every column {elapsed / every:.2f}; load {os.getloadavg()[0]:.1f}); "
+            f"/every column {elapsed / every:.2f}; CPU {cpu:.1f} s, "
+            f"{cpu / entries * 1e6:.2f} µs per entry; load {os.getloadavg()[0]:.1f}); "
             f"ten million: {per_10m:.1f} s, target under 10 s "
             + ("met" if per_10m < 10 else "NOT met")
         )
