@@ -531,3 +531,18 @@ def procedures_by_appointment(*, session: Session, course: TreatmentCourse) -> d
         .order_by(Procedure.id)
     ).all()
     return {int(appointment): int(procedure) for appointment, procedure in rows}
+
+
+def procedure_records_of_appointment(*, session: Session, appointment_id: int) -> list[Procedure]:
+    """Every procedure record (draft, signed, amendment) documenting the visit, oldest first.
+
+    Unaudited: scheduling asks it to refuse cancelling a documented visit, and shows only
+    the records' ids and statuses, never their clinical content.
+    """
+    return list(
+        session.scalars(
+            select(Procedure)
+            .where(Procedure.appointment_id == appointment_id)
+            .order_by(Procedure.id)
+        )
+    )

@@ -17,6 +17,19 @@ the patient are held for the whole visit, the practitioner for the phases marked
 needing them (by default preparation and treatment), so a clinician can work two rooms
 staggered. Clinics can change lengths and phases per kind of visit (``AppointmentType``);
 the defaults below are operational settings, not clinical figures.
+
+A visit with a procedure record took place: the record says so, and the courses domain
+refuses a record for a visit cancelled, missed or not yet begun. So a documented visit
+cannot become ``cancelled`` or ``noshow``, nor be moved (:class:`VisitDocumented`, 409,
+naming the appointment and the record), on every path through this module: the calendar
+pages, ``/api/appointments``, FHIR ``Appointment`` updates, and stopping a course. A
+*signed* record never changes, so its visit stays as held; if the record is wrong it is
+corrected by an amendment. A *draft* is not dropped silently with the visit: a clinician
+discards it first (which is the statement "this session did not take place"), and then
+the visit can be cancelled or marked a no-show. Records are looked up through
+:func:`prolo.courses.service.procedure_records_of_appointment`; on PostgreSQL the
+appointment row is locked first, so a record being written at the same moment (its
+foreign key locks the row too) is either seen or waits for the cancellation.
 """
 
 from __future__ import annotations
@@ -118,6 +131,10 @@ class DoubleBooked(Conflict):
 
 class AppointmentStatusConflict(Conflict):
     code = "appointment_status"
+
+
+class VisitDocumented(AppointmentStatusConflict):
+    """The visit has a procedure record, so it took place: not cancelled, missed or moved."""
 
 
 # --- visit types -------------------------------------------------------------------------
@@ -1057,6 +1074,7 @@ def reschedule_appointment(
             f"the appointment is {appointment.status}; only a booked one can be moved",
             extra={"current_status": appointment.status},
         )
+    _refuse_if_documented(session, appointment, "moved")
     clinic_id = appointment.clinic_id
     zone = clinic_zone(session, clinic_id)
     vtype = visit_types(session=session, clinic_id=clinic_id)[appointment.kind]
@@ -1123,6 +1141,53 @@ def reschedule_appointment(
     return appointment
 
 
+# Statuses saying the visit did not take place, which a procedure record contradicts.
+NOT_HELD_STATUSES = ("cancelled", "noshow")
+_BECOMING = {"cancelled": "cancelled", "noshow": "marked a no-show", "moved": "moved"}
+
+
+def _refuse_if_documented(session: Session, appointment: Appointment, doing: str) -> None:
+    """VisitDocumented (409) if a procedure record documents the visit.
+
+    ``doing`` is ``cancelled``, ``noshow`` or ``moved``. The message names the record and
+    what to do: amend a signed record if it is wrong (the visit stands), discard a draft
+    first if the session did not take place.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        # A record inserted concurrently holds a key-share lock on this row through its
+        # foreign key: wait for it, then see it (READ COMMITTED reads afresh per statement).
+        session.refresh(appointment, with_for_update=True)
+    records = courses_service.procedure_records_of_appointment(
+        session=session, appointment_id=appointment.id
+    )
+    if not records:
+        return
+    signed = [r for r in records if r.status == "signed"]
+    record = signed[-1] if signed else records[0]
+    becoming = _BECOMING[doing]
+    if signed:
+        advice = (
+            f"procedure record {record.id} is signed and documents the injection session as "
+            "having taken place; the visit stands (mark it done). If the record is wrong, "
+            "correct it by an amendment"
+        )
+    else:
+        advice = (
+            f"draft procedure record {record.id} documents it. If the session did not take "
+            "place, a clinician discards the draft first; otherwise keep the visit and "
+            "complete the record"
+        )
+    raise VisitDocumented(
+        f"appointment {appointment.id} cannot be {becoming}: {advice}",
+        extra={
+            "appointment_id": appointment.id,
+            "current_status": appointment.status,
+            "procedure_id": record.id,
+            "procedure_status": record.status,
+        },
+    )
+
+
 def _move_status(
     session: Session,
     principal: Principal,
@@ -1137,6 +1202,8 @@ def _move_status(
             f"the appointment is {appointment.status}; it can become {options}, not {status}",
             extra={"current_status": appointment.status},
         )
+    if status in NOT_HELD_STATUSES:
+        _refuse_if_documented(session, appointment, status)
     previous = appointment.status
     appointment.status = status
     appointment.updated_at = now
@@ -1160,7 +1227,10 @@ def cancel_appointment(
     reason: str = "patient_request",
     now: dt.datetime | None = None,
 ) -> Appointment:
-    """Cancel; the time is free again at once. A patient may cancel their own future visit."""
+    """Cancel; the time is free again at once. A patient may cancel their own future visit.
+
+    VisitDocumented (409) if a procedure record documents the visit (module docstring).
+    """
     now = now or utcnow()
     if principal.role not in BOOKERS and principal.role != "patient":
         raise Forbidden("your role may not cancel appointments")
@@ -1188,7 +1258,8 @@ def cancel_appointment(
 def mark_no_show(
     *, session: Session, principal: Principal, appointment_id: int, now: dt.datetime | None = None
 ) -> Appointment:
-    """The patient did not come: only once the visit's start has passed."""
+    """The patient did not come: only once the visit's start has passed, and only for a
+    visit no procedure record documents (VisitDocumented, 409)."""
     _require_booker(principal)
     now = now or utcnow()
     appointment = access_appointment_by_id(
