@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from prolo.clinic.models import Clinic, Practitioner, Room
 from prolo.db import utcnow
 from prolo.errors import AppError
+from prolo.fhir.models import ResourceVersion
 from prolo.patients.models import Patient
 from prolo.scheduling import service
 from prolo.scheduling.models import Appointment, WorkingHours
@@ -71,6 +72,22 @@ def committed(engine: Engine) -> Iterator[Committed]:
         )
     yield data
     with factory() as session, session.begin():
+        # The FHIR version rows of what goes too: SQLite reuses freed row ids, and a
+        # later test's new patient must not inherit a removed one's version.
+        appointment_ids = session.scalars(
+            select(Appointment.id).where(Appointment.clinic_id == data.clinic_id)
+        ).all()
+        for table, ids in (
+            ("appointment", list(appointment_ids)),
+            ("patient", data.patient_ids),
+            ("practitioner", data.practitioner_ids),
+            ("room", data.room_ids),
+        ):
+            session.execute(
+                delete(ResourceVersion).where(
+                    ResourceVersion.table_name == table, ResourceVersion.row_id.in_(ids)
+                )
+            )
         session.execute(delete(Appointment).where(Appointment.clinic_id == data.clinic_id))
         session.execute(
             delete(WorkingHours).where(WorkingHours.practitioner_id.in_(data.practitioner_ids))
