@@ -435,7 +435,9 @@ def _links(
     appointment: Appointment | None = None
     course_id = data.course_id
     if data.appointment_id is not None:
-        appointment = session.get(Appointment, data.appointment_id)
+        # Locked (PostgreSQL) until this transaction ends, as scheduling locks it before
+        # cancelling: a record and a cancellation of the same visit cannot both commit.
+        appointment = session.get(Appointment, data.appointment_id, with_for_update=not amendment)
         if appointment is None or appointment.patient_id != patient.id:
             raise ValidationFailed("no such appointment for this patient", field="appointment_id")
         if appointment.kind != "injection":
@@ -682,7 +684,8 @@ def sign_procedure(*, session: Session, principal: Principal, procedure_id: int)
     course = session.get(TreatmentCourse, procedure.course_id) if procedure.course_id else None
     now = utcnow()
     if procedure.appointment_id is not None and procedure.amends_id is None:
-        require_session_held(session.get_one(Appointment, procedure.appointment_id), now)
+        visit = session.get_one(Appointment, procedure.appointment_id, with_for_update=True)
+        require_session_held(visit, now)
     data = stored_input(procedure)
     pre_check = run_pre_check(session=session, patient=patient, course=course, data=data, now=now)
     if not pre_check["consent_on_file"]:
