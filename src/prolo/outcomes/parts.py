@@ -185,14 +185,23 @@ def _count(
                          practitioner_id, started_on
                   FROM {src.pc}
                   WHERE instrument_id = {int(src.primary)} AND {latest} IS NOT NULL)"""
-        keyed("latest", f"SELECT {sel}latest, b, {n} FROM {lc} GROUP BY ALL", 2)
-        keyed(
-            "breakdown_change",
-            f"SELECT {sel}GROUPING({', '.join(_KEYS3)}), {', '.join(_KEYS3)}, ch, {n} "
-            f"FROM {lc} GROUP BY "
-            + sets("condition_id, ch", "practitioner_id, ch", "year(started_on), ch"),
-            5,
-        )
+        # One pass for two parts: (latest, baseline) for the waterfall, and the change
+        # by condition, practitioner and start year.
+        for group in out:
+            out[group]["latest"], out[group]["breakdown_change"] = {}, {}
+        for r in run(
+            f"SELECT {sel}GROUPING(latest, b), GROUPING({', '.join(_KEYS3)}), latest, b, "
+            f"{', '.join(_KEYS3)}, ch, {n} FROM {lc} GROUP BY "
+            + sets("latest, b", "condition_id, ch", "practitioner_id, ch", "year(started_on), ch")
+        ).fetchall():
+            group, r = (int(r[0]), r[1:]) if signed else (0, r)
+            waterfall, g3, latest_value, b, k1, k2, k3, ch, rows = r
+            if not rows:
+                continue
+            if waterfall == 0:
+                out[group]["latest"][(latest_value, b)] = [int(rows)]
+            else:
+                out[group]["breakdown_change"][(g3, k1, k2, k3, ch)] = [int(rows)]
     keyed(
         "follow_ups",
         f"SELECT {sel}timepoint, pain_medicine_use, opioid_use, "
