@@ -122,14 +122,16 @@ def parse_at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=dt.UTC)
 
 
-def v1_check(entry: str, entry_id: int, prev: bytes, stored: bytes) -> str | None:
+def v1_check(entry: str, entry_id: int, prev: bytes, stored: bytes, doc: Any = None) -> str | None:
     """Why a version 1 entry does not hold after ``prev``, or None when it does.
 
     Its ``entry`` must be exactly the canonical text of what it holds, name ``prev``
     (hex) as its previous digest, and its digest must be version 1's hash of it.
+    ``doc``: ``entry`` already parsed, when the caller has it.
     """
     try:
-        doc: Any = json.loads(entry)
+        if doc is None:
+            doc = json.loads(entry)
         fields = tuple(doc[key] for key, _ in FIELDS)
         moment = parse_at(doc["at"])
         prev_hex = doc["prev"]
@@ -145,11 +147,17 @@ def v1_check(entry: str, entry_id: int, prev: bytes, stored: bytes) -> str | Non
     return None
 
 
-def version_of(entry: str) -> int | None:
-    """The ``v`` an entry claims, or None when it is not an entry at all."""
+def parse(entry: str) -> dict[str, Any] | None:
+    """The entry's JSON object, or None when it is not one."""
     try:
         doc = json.loads(entry)
     except ValueError:
         return None
-    version = doc.get("v") if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) else None
+
+
+def version_of(entry: str) -> int | None:
+    """The ``v`` an entry claims, or None when it is not an entry at all."""
+    doc = parse(entry)
+    version = None if doc is None else doc.get("v")
     return version if isinstance(version, int) else None
