@@ -519,3 +519,18 @@ def audit_write(
         entity_id=entity_id,
         patient_id=patient_id,
     )
+
+
+def audit_unchanged(ctx: Context, type_name: str, event: str, row: Any) -> None:
+    """A PUT that says what is already stored writes nothing; it is audited as a read
+    of that record, saying so."""
+    audit.record(
+        ctx.session,
+        ctx.principal.actor,
+        action="R",
+        event=event,
+        entity_type=type_name,
+        entity_id=row.id,
+        patient_id=row.patient_id,
+        detail="FHIR update with the stored content: nothing written",
+    )

@@ -52,6 +52,7 @@ from prolo.fhir.resources.base import (
     Meta,
     Resource,
     TableMapping,
+    audit_unchanged,
     check_code,
     check_patient_writable,
     fhir_datetime,
@@ -66,7 +67,6 @@ from prolo.fhir.resources.base import (
 )
 from prolo.fhir.resources.kept_identifiers import kept_identifier_param
 from prolo.fhir.search import Param, date_param, reference_param, split_token
-from prolo.security import audit
 
 SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 TREATMENT = codes.concept(SCOPE_SYSTEM, "treatment", "Treatment")
@@ -281,16 +281,7 @@ class ConsentMapping(TableMapping):
                 field=changed[0],
             )
         if values["withdrawn"] == (_ended(row) is not None):
-            audit.record(
-                ctx.session,
-                ctx.principal.actor,
-                action="R",
-                event="consent.read",
-                entity_type="Consent",
-                entity_id=row.id,
-                patient_id=row.patient_id,
-                detail="FHIR update with the stored content: nothing written",
-            )
+            audit_unchanged(ctx, "Consent", "consent.read", row)
             return row
         if not values["withdrawn"]:
             how = (

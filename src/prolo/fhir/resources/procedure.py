@@ -66,6 +66,7 @@ from prolo.fhir.resources.base import (
     Meta,
     Resource,
     TableMapping,
+    audit_unchanged,
     check_code,
     check_patient_writable,
     fhir_datetime,
@@ -80,7 +81,6 @@ from prolo.fhir.resources.base import (
 )
 from prolo.fhir.resources.kept_identifiers import kept_identifier_param
 from prolo.fhir.search import Param, date_param, reference_param, split_token
-from prolo.security import audit
 
 STATUS = {"draft": "in-progress", "signed": "completed"}
 FROM_FHIR = {v: k for k, v in STATUS.items()}
@@ -699,7 +699,7 @@ class ProcedureMapping(TableMapping):
         )
         if row.status == "signed":
             if same_content and values["status"] == "signed":
-                self._audit_unchanged(ctx, row)
+                audit_unchanged(ctx, "Procedure", "procedure.read", row)
                 return row
             raise procedures.SignedRecord(
                 f"Procedure/{row.id} is signed and cannot be changed. To correct it, create "
@@ -709,7 +709,7 @@ class ProcedureMapping(TableMapping):
                 extra={"procedure_id": row.id},
             )
         if same_content and values["status"] == "draft":
-            self._audit_unchanged(ctx, row)
+            audit_unchanged(ctx, "Procedure", "procedure.read", row)
             return row
         with named_fields(_FIELDS):
             if not same_content:
@@ -724,19 +724,6 @@ class ProcedureMapping(TableMapping):
                     session=ctx.session, principal=ctx.principal, procedure_id=row.id
                 )
         return row
-
-    def _audit_unchanged(self, ctx: Context, row: Any) -> None:
-        """A PUT that says what is stored writes nothing, and is audited as such."""
-        audit.record(
-            ctx.session,
-            ctx.principal.actor,
-            action="R",
-            event="procedure.read",
-            entity_type="Procedure",
-            entity_id=row.id,
-            patient_id=row.patient_id,
-            detail="FHIR update with the stored content: nothing written",
-        )
 
 
 _FIELDS = {

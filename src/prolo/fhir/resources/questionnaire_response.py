@@ -49,6 +49,7 @@ from prolo.fhir.resources.base import (
     Meta,
     Resource,
     TableMapping,
+    audit_unchanged,
     fhir_datetime,
     identifier_list,
     instant,
@@ -209,7 +210,8 @@ class QuestionnaireResponseMapping(TableMapping):
             given_answers = {k: v for k, v in data.answers.items() if v is not None}
             stored_answers = {k: v for k, v in (row.answers or {}).items() if v is not None}
             if data.status == "completed" and given_answers == stored_answers:
-                return row  # the same content again: nothing to change
+                audit_unchanged(ctx, "QuestionnaireResponse", "questionnaire.read", row)
+                return row
             raise Conflict(
                 "this response is completed and scored; it can no longer change "
                 "(submit a new response to correct it)"
