@@ -166,26 +166,11 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
                 _release_writer(conn)
                 raise
 
-        # The "commit" and "rollback" events fire before the DBAPI call; the lock is
-        # handed over only once SQLite's own write lock is gone, so the next writer's
-        # BEGIN IMMEDIATE never meets SQLITE_BUSY and its sleeping busy handler. The
-        # transaction therefore ends here (with isolation_level None, pysqlite's own
-        # commit or rollback that follows finds no transaction and does nothing).
         @event.listens_for(engine, "commit")
-        def _commit_then_release(conn: Any) -> None:
-            if conn.info.pop(_HOLDS_WRITER, False):
-                try:
-                    conn.connection.dbapi_connection.commit()
-                finally:
-                    writer.release()
-
         @event.listens_for(engine, "rollback")
         def _release_writer(conn: Any) -> None:
             if conn.info.pop(_HOLDS_WRITER, False):
-                try:
-                    conn.connection.dbapi_connection.rollback()
-                finally:
-                    writer.release()
+                writer.release()
 
         return engine
     engine = create_engine(url, pool_pre_ping=True, **{**_pool_options(settings), **kwargs})
