@@ -121,6 +121,12 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             **{**_pool_options(settings), **kwargs},
         )
+        # The audit log's commit listener goes first: _commit_then_release (below) ends
+        # the DBAPI transaction inside the commit event, and audit entries written after
+        # it would commit on their own, apart from the data they record.
+        from prolo.security.audit import hook_commit  # audit imports this module
+
+        hook_commit(engine)
         busy_ms = settings.sqlite_busy_timeout_ms
 
         @event.listens_for(engine, "connect")

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from prolo.db import create_db_engine, make_sessionmaker
+from prolo.db import create_db_engine, make_sessionmaker, make_writer_sessionmaker
 from prolo.migrate import upgrade
 from prolo.security import audit
 from prolo.settings import Settings
@@ -121,10 +121,15 @@ def test_nested_savepoints_roll_back_only_their_own_entries(engine: Engine) -> N
     assert _intact(engine) == (2, None)
 
 
+@pytest.mark.parametrize("begin", ["deferred", "writer sessions", "immediate connection"])
 def test_a_failure_to_write_the_entries_fails_the_commit_and_keeps_nothing(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, begin: str
 ) -> None:
-    factory = make_sessionmaker(engine)
+    # A writer transaction (BEGIN IMMEDIATE on SQLite) ends the DBAPI transaction in a
+    # commit listener of the engine's own: the entries must be written before it.
+    factory = (make_writer_sessionmaker if begin == "writer sessions" else make_sessionmaker)(
+        engine
+    )
     with factory() as session, session.begin():
         _read(session, 1)  # the hooks are in place and the chain has a head
     kind = "sqlite" if engine.dialect.name == "sqlite" else "postgresql"
@@ -132,6 +137,8 @@ def test_a_failure_to_write_the_entries_fails_the_commit_and_keeps_nothing(
     broken["append"] = broken["insert"]
     monkeypatch.setitem(audit._SQL, kind, broken)
     with pytest.raises(DBAPIError), factory() as session, session.begin():
+        if begin == "immediate connection":  # as the crash check's writer does
+            session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
         session.execute(text("INSERT INTO clinical_note VALUES ('must not survive')"))
         _read(session, 2)
     monkeypatch.undo()

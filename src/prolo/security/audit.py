@@ -263,12 +263,32 @@ _HOOKED: weakref.WeakSet[Engine] = weakref.WeakSet()
 _HOOK_LOCK = threading.Lock()
 
 
+_COMMIT_HOOKED: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def hook_commit(engine: Engine) -> None:
+    """Write a transaction's pending entries at commit, before any commit listener
+    registered on ``engine`` after this call.
+
+    prolo.db calls it first thing when it makes an engine: its SQLite writer lock ends
+    the DBAPI transaction in a commit listener of its own, and entries written after
+    that would commit on their own, apart from the data they record. (SQLAlchemy
+    ignores ``insert=True`` for engine events, so the order is that of registration.)
+    """
+    with _HOOK_LOCK:
+        if engine not in _COMMIT_HOOKED:
+            event.listen(engine, "commit", _write_pending)
+            _COMMIT_HOOKED.add(engine)
+
+
 def _hook(engine: Engine) -> None:
     with _HOOK_LOCK:
         if engine in _HOOKED:
             return
         event.listen(engine, "before_cursor_execute", _before_statement)
-        event.listen(engine, "commit", _write_pending)
+        if engine not in _COMMIT_HOOKED:
+            event.listen(engine, "commit", _write_pending)
+            _COMMIT_HOOKED.add(engine)
         event.listen(engine, "savepoint", _before_savepoint)
         event.listen(engine, "rollback_savepoint", _drop_savepoint_entries)
         event.listen(engine, "rollback", _drop_pending)
