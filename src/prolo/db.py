@@ -121,9 +121,9 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             **{**_pool_options(settings), **kwargs},
         )
-        # The audit log's commit listener goes first: _commit_then_release (below) ends
-        # the DBAPI transaction inside the commit event, and audit entries written after
-        # it would commit on their own, apart from the data they record.
+        # The audit log's commit listener goes first, so no listener added later (the
+        # writer lock's below, or any other) can end the DBAPI transaction before a
+        # transaction's audit entries are written in it.
         from prolo.security.audit import hook_commit  # audit imports this module
 
         hook_commit(engine)

@@ -270,10 +270,10 @@ def hook_commit(engine: Engine) -> None:
     """Write a transaction's pending entries at commit, before any commit listener
     registered on ``engine`` after this call.
 
-    prolo.db calls it first thing when it makes an engine: its SQLite writer lock ends
-    the DBAPI transaction in a commit listener of its own, and entries written after
-    that would commit on their own, apart from the data they record. (SQLAlchemy
-    ignores ``insert=True`` for engine events, so the order is that of registration.)
+    prolo.db calls it first thing when it makes an engine, so that no commit listener
+    added later can end the DBAPI transaction before the entries are written in it
+    (they would then commit on their own, apart from the data they record). SQLAlchemy
+    ignores ``insert=True`` for engine events, so the order is that of registration.
     """
     with _HOOK_LOCK:
         if engine not in _COMMIT_HOOKED:
