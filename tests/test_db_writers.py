@@ -123,12 +123,26 @@ def test_concurrent_audited_reads_and_writes_over_http_all_succeed(
     assert set(statuses) <= {200, 201}, sorted(set(statuses))
 
 
+def test_request_pool_size_defaults_by_database() -> None:
+    """SQLite serialises request transactions, so one connection (a warm page cache)
+    serves them; PostgreSQL runs ten at once; an explicit setting wins on both."""
+    sqlite = "sqlite:///var/x.db"
+    postgres = "postgresql://root@127.0.0.1:5432/test"
+    assert Settings(env="test", database_url=sqlite).request_pool_size == 1
+    assert Settings(env="test", database_url=postgres).request_pool_size == 10
+    assert Settings(env="test", database_url=sqlite, db_pool_size=4).request_pool_size == 4
+    assert Settings(env="test", database_url=postgres, db_pool_size=3).request_pool_size == 3
+
+
+@pytest.mark.parametrize("pool", [2, None], ids=["pool 2", "default pool"])
 def test_a_burst_beyond_the_pool_and_thread_pool_queues_instead_of_deadlocking(
-    tmp_path: Path,
+    tmp_path: Path, pool: int | None
 ) -> None:
     """More concurrent requests than connections and threads: all answer, none waits out
     the pool timeout (requests queue for a database slot holding no thread)."""
-    settings = Settings(env="test", database_url=f"sqlite:///{tmp_path / 'b.db'}", db_pool_size=2)
+    settings = Settings(
+        env="test", database_url=f"sqlite:///{tmp_path / 'b.db'}", db_pool_size=pool
+    )
     engine = create_db_engine(settings)
     upgrade(engine)
     with unit_of_work(make_sessionmaker(engine)) as session:

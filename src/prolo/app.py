@@ -194,7 +194,7 @@ def create_app(settings: Settings | None = None, *, session_factory: Any = None)
     # Requests write (at least their audit entry), so their transactions begin as
     # writers; see prolo.db.make_writer_sessionmaker.
     app.state.request_sessionmaker = request_factory
-    app.state.db_slots = anyio.Semaphore(settings.db_pool_size) if own_engine else None
+    app.state.db_slots = anyio.Semaphore(settings.request_pool_size) if own_engine else None
     # Bearer-token principals are cached only where changes can be announced to every
     # process (PostgreSQL NOTIFY); see prolo.security.principal_cache.
     caching = own_engine and settings.database_kind == "postgresql"

@@ -91,7 +91,7 @@ POOL_OVERFLOW = 5
 def _pool_options(settings: Settings) -> dict[str, Any]:
     if settings.database_url.startswith("sqlite") and ":memory:" in settings.database_url:
         return {}  # SQLAlchemy's single-connection pool for an in-memory database
-    return {"pool_size": settings.db_pool_size, "max_overflow": POOL_OVERFLOW}
+    return {"pool_size": settings.request_pool_size, "max_overflow": POOL_OVERFLOW}
 
 
 def _on_event_loop() -> bool:

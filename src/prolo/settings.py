@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     # Database connections each app process keeps; this many requests use the
     # database at once and the rest queue in the event loop (see prolo.web). Keep it
     # below the thread pool's 40 threads, which the requests holding them need.
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Unset: 10 on PostgreSQL, 1 on SQLite (see request_pool_size).
+    db_pool_size: int | None = Field(default=None, ge=1, le=200)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=8025, ge=1, le=65535)
     mail_from: str = "reminders@prolo.invalid"
@@ -78,6 +79,21 @@ class Settings(BaseSettings):
     def database_kind(self) -> Literal["sqlite", "postgresql"]:
         """Which database engine the URL names."""
         return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
+
+    @property
+    def request_pool_size(self) -> int:
+        """How many requests use the database at once (``db_pool_size`` when set).
+
+        On SQLite a request's transaction holds the database's one write lock from its
+        first statement to its commit, so requests are serialised whatever the pool's
+        size; one connection serves them all, and its page cache stays valid from one
+        request to the next. With several, each request's connection finds the file
+        changed by the others' commits and reads its pages again (about a tenth of a
+        FHIR request's CPU, measured with bench/fhir_crud.py).
+        """
+        if self.db_pool_size is not None:
+            return self.db_pool_size
+        return 1 if self.database_kind == "sqlite" else 10
 
     @cached_property
     def tz(self) -> ZoneInfo:
