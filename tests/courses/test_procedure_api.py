@@ -16,6 +16,7 @@ from prolo.patients.models import Allergy, Patient
 from prolo.scheduling.models import Appointment
 from prolo.security.models import AuditEvent, User
 from tests.factories import make_clinic, make_patient, make_practitioner, make_user, token_for
+from tests.screening.factories import clear_history
 
 Headers = dict[str, str]
 
@@ -99,16 +100,7 @@ def record(**overrides: Any) -> dict[str, Any]:
         "checks": {
             "pain_duration_weeks": 52,
             "red_flags": dict.fromkeys(questions, False),
-            "history": {
-                "infection_at_site": False,
-                "systemic_infection": False,
-                "bleeding_disorder": False,
-                "fracture_at_site": False,
-                "prosthetic_joint_at_site": False,
-                "immunosuppressed": False,
-                "malignancy_at_site": False,
-                "diabetes": False,
-            },
+            "history": clear_history(),
             "anticoagulant": False,
             "antiplatelet": False,
             "allergy_local_anaesthetic": False,

@@ -25,6 +25,7 @@ from prolo.security.models import AuditEvent
 from tests.factories import make_clinic, make_user
 from tests.fhir.conftest import World
 from tests.fhir.helpers import check_bundle, check_resource, fhir_token, parse
+from tests.screening.factories import clear_history
 
 EHR_ID = "https://ehr.example.org/procedure"
 
@@ -73,16 +74,7 @@ def injection_visit(session: Session, world: World, course_id: int | None = None
 
 CHECKS: dict[str, Any] = {
     "pain_duration_weeks": 52.0,
-    "history": {
-        "infection_at_site": False,
-        "systemic_infection": False,
-        "bleeding_disorder": False,
-        "fracture_at_site": False,
-        "prosthetic_joint_at_site": False,
-        "immunosuppressed": False,
-        "malignancy_at_site": False,
-        "diabetes": False,
-    },
+    "history": clear_history(),
     "anticoagulant": False,
     "antiplatelet": False,
     "allergy_local_anaesthetic": False,

@@ -130,6 +130,23 @@ def no_red_flags() -> dict[str, bool]:
     return dict.fromkeys(load_safety_rules().questions, False)
 
 
+def clear_history() -> dict[str, bool]:
+    """Every history question of the safety screen, answered no."""
+    return dict.fromkeys(
+        (
+            "infection_at_site",
+            "systemic_infection",
+            "bleeding_disorder",
+            "fracture_at_site",
+            "prosthetic_joint_at_site",
+            "immunosuppressed",
+            "malignancy_at_site",
+            "diabetes",
+        ),
+        False,
+    )
+
+
 def answers(**overrides: Any) -> dict[str, Any]:
     """Raw answers for a chronic knee complaint with every safety answer no."""
     data: dict[str, Any] = {
@@ -139,16 +156,7 @@ def answers(**overrides: Any) -> dict[str, Any]:
         "red_flags": no_red_flags(),
         "medications": {"anticoagulant": False, "antiplatelet": False},
         "allergies": {"local_anaesthetic": False, "dextrose": False, "other": []},
-        "history": {
-            "infection_at_site": False,
-            "systemic_infection": False,
-            "bleeding_disorder": False,
-            "fracture_at_site": False,
-            "prosthetic_joint_at_site": False,
-            "immunosuppressed": False,
-            "malignancy_at_site": False,
-            "diabetes": False,
-        },
+        "history": clear_history(),
         "pregnant": False,
         "sex_at_birth": "female",
     }
