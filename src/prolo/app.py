@@ -42,6 +42,7 @@ from prolo.errors import (
 )
 from prolo.middleware import SecurityHeaders
 from prolo.security import audit
+from prolo.security import service as security_service
 from prolo.security.principal_cache import PrincipalCache, SecurityListener
 from prolo.security.throttle import LoginThrottle
 from prolo.settings import Settings
@@ -155,7 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run the security listener beside the app when principals are cached."""
     listener = None
-    if app.state.principal_cache is not None:
+    if app.state.principal_cache is not None and not app.state.principal_cache.checked:
         url = make_url(sqlalchemy_url(app.state.settings.database_url))
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         listener = SecurityListener(app.state.principal_cache, dsn)
@@ -195,10 +196,13 @@ def create_app(settings: Settings | None = None, *, session_factory: Any = None)
     # writers; see prolo.db.make_writer_sessionmaker.
     app.state.request_sessionmaker = request_factory
     app.state.db_slots = anyio.Semaphore(settings.request_pool_size) if own_engine else None
-    # Bearer-token principals are cached only where changes can be announced to every
-    # process (PostgreSQL NOTIFY); see prolo.security.principal_cache.
-    caching = own_engine and settings.database_kind == "postgresql"
-    app.state.principal_cache = PrincipalCache() if caching else None
+    # Bearer-token principals are cached where a revocation reaches every process:
+    # announced by NOTIFY on PostgreSQL, checked by each request's own transaction
+    # against a trigger-kept counter on SQLite (prolo.security.principal_cache).
+    checked = settings.database_kind == "sqlite"
+    app.state.principal_cache = PrincipalCache(checked=checked) if own_engine else None
+    if own_engine and checked:
+        security_service.check_cached_principals(request_factory)
     app.state.login_throttle = LoginThrottle()
     ui.TEMPLATES.env.globals["clinic_tz"] = settings.tz
 

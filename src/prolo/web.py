@@ -96,6 +96,10 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
             raise
         if session.in_transaction():
             await run_in_threadpool(_commit_and_close, session)
+        elif security_service.check_is_pending(session):
+            # A cached principal not yet confirmed, by a request that never touched
+            # the database: confirm it before the response goes out.
+            await run_in_threadpool(security_service.confirm_pending, session)
         else:
             session.close()
 
@@ -138,19 +142,29 @@ def resolve_principal(request: Request, session: Session) -> Principal | None:
     return principal
 
 
-def _cached_principal(request: Request) -> Principal | None:
+def _cached_principal(request: Request, session: Session) -> Principal | None:
+    """A bearer token's principal from the cache, without I/O; None to look it up.
+
+    On SQLite (checked mode) the hit is confirmed by the request's own transaction
+    when it begins, before any of its statements run (see
+    :mod:`prolo.security.principal_cache`).
+    """
     cache = request.app.state.principal_cache
     if cache is None:
         return None
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None
-    principal = security_service.cached_token_principal(
-        cache, secret=credentials.strip(), source_ip=client_ip(request)
+    secret = credentials.strip()
+    hit = security_service.cached_token_principal(
+        cache, secret=secret, source_ip=client_ip(request)
     )
-    if principal is not None:
-        request.state.principal = principal
-    return principal
+    if hit is None:
+        return None
+    if cache.checked and not security_service.defer_check(session, cache, secret, hit):
+        return None
+    request.state.principal = hit.principal
+    return hit.principal
 
 
 def policy(*roles: str, scope: str | None = None) -> Any:
@@ -176,7 +190,7 @@ def policy(*roles: str, scope: str | None = None) -> Any:
 
     async def guard(request: Request, session: DbSession) -> Principal:
         # A cached bearer token resolves without I/O, so without a thread-pool trip.
-        principal = _cached_principal(request)
+        principal = _cached_principal(request, session)
         if principal is None:
             principal = await run_in_threadpool(resolve_principal, request, session)
         if principal is None:

@@ -86,6 +86,25 @@ class ApiToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+class SecurityGeneration(Base):
+    """One counter that SQLite triggers raise on every change to a user or API token.
+
+    A SQLite process caches bearer-token principals and, inside each request's own
+    transaction, compares the counter it saw with this one: a revocation or a change
+    to the user, committed by any process (admin page, ``prolo token revoke``, SQL by
+    hand), is seen by the next request exactly as a fresh lookup would see it (see
+    :mod:`prolo.security.principal_cache`). The triggers are SQLite's only (migration
+    ``b2d7e4a9c1f3``): PostgreSQL announces such changes with NOTIFY instead, so that
+    logins do not all update one row.
+    """
+
+    __tablename__ = "security_generation"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 def entry_field_sql(key: str, kind: str, dialect: str) -> str:
     """SQL computing an audit entry's field ``key`` from its canonical ``entry``.
 

@@ -8,13 +8,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Select, bindparam, event, select
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from prolo.db import utcnow
-from prolo.errors import Conflict, NotFound, ValidationFailed
+from prolo.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
 from prolo.security import audit
-from prolo.security.models import ROLES, ApiToken, User, WebSession
+from prolo.security.models import ROLES, ApiToken, SecurityGeneration, User, WebSession
 from prolo.security.passwords import (
     DUMMY_HASH,
     hash_password,
@@ -23,7 +23,7 @@ from prolo.security.passwords import (
     verify_password,
 )
 from prolo.security.principal import Principal
-from prolo.security.principal_cache import PrincipalCache
+from prolo.security.principal_cache import Cached, PrincipalCache
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = dt.timedelta(minutes=15)
@@ -292,10 +292,25 @@ def revoke_api_token(*, session: Session, principal: Principal, token_id: int) -
     )
 
 
+_GENERATION = select(SecurityGeneration.__table__.c.value).where(
+    SecurityGeneration.__table__.c.id == 1
+)
+_PENDING = "prolo_pending_principal"
+_REFUSED = "prolo_principal_refused"
+
+
+def security_generation(connection: Connection) -> int:
+    """The ``security_generation`` counter as this transaction sees it."""
+    return int(connection.execute(_GENERATION).scalar_one())
+
+
 def cached_token_principal(
     cache: PrincipalCache, *, secret: str, source_ip: str | None
-) -> Principal | None:
-    """The principal ``cache`` holds for a bearer token, or None (no I/O)."""
+) -> Cached | None:
+    """The principal ``cache`` holds for a bearer token, or None (no I/O).
+
+    In checked mode (SQLite) a hit must be confirmed: see :func:`defer_check`.
+    """
     if not cache.enabled or not secret.startswith(TOKEN_PREFIX):
         return None
     return cache.get(_digest(secret), now=utcnow(), source_ip=source_ip)
@@ -310,8 +325,9 @@ def principal_for_token(
 ) -> Principal | None:
     """The principal behind a bearer token, or None if unknown, expired or revoked.
 
-    With ``cache``, a principal it holds is returned without a query, and one looked
-    up is offered to it (see :mod:`prolo.security.principal_cache` for why that stays
+    With ``cache``, a principal it holds is returned without a query (announced mode
+    only: a checked-mode hit goes through :func:`defer_check`), and one looked up is
+    offered to it (see :mod:`prolo.security.principal_cache` for why that stays
     correct when a token is revoked).
     """
     if not secret.startswith(TOKEN_PREFIX):
@@ -319,9 +335,10 @@ def principal_for_token(
     digest = _digest(secret)
     generation = 0
     if cache is not None:
-        hit = cache.get(digest, now=utcnow(), source_ip=source_ip)
-        if hit is not None:
-            return hit
+        if not cache.checked:
+            hit = cache.get(digest, now=utcnow(), source_ip=source_ip)
+            if hit is not None:
+                return hit.principal
         generation = cache.generation  # before the lookup: see PrincipalCache.put
     row = _principal_row(session, _TOKEN_PRINCIPAL, digest)
     if row is None:
@@ -330,8 +347,98 @@ def principal_for_token(
         row, via="token", scopes=frozenset(row.scopes.split()), source_ip=source_ip
     )
     if cache is not None:
-        cache.put(digest, principal, token_expires=row.expires_at, generation=generation)
+        # Checked mode: the counter read in the same transaction as the token row.
+        stamp = security_generation(session.connection()) if cache.checked else 0
+        cache.put(
+            digest, principal, token_expires=row.expires_at, generation=generation, stamp=stamp
+        )
     return principal
+
+
+@dataclass(frozen=True)
+class _Pending:
+    cache: PrincipalCache
+    digest: str
+    hit: Cached
+
+
+def defer_check(session: Session, cache: PrincipalCache, secret: str, hit: Cached) -> bool:
+    """Have ``session``'s first transaction confirm a checked-mode hit before anything else.
+
+    Returns False when the session's transaction has begun already (the caller then
+    looks the token up instead). The session must come from a sessionmaker passed to
+    :func:`check_cached_principals`.
+    """
+    if session.in_transaction():
+        return False
+    session.info[_PENDING] = _Pending(cache, _digest(secret), hit)
+    return True
+
+
+def check_pending(session: Session, _transaction: SessionTransaction, conn: Connection) -> None:
+    """``after_begin``: confirm the session's pending principal in its new transaction.
+
+    The same ``security_generation`` as when the principal was cached: nothing about
+    users or tokens changed since, so the cached principal is what a lookup would give.
+    Otherwise the token is looked up again in this transaction; the request goes on
+    only if it still gives the same principal, and is refused (401) if not. A refused
+    session can never commit (:func:`refuse_commit`), even if the error were caught.
+    """
+    pending: _Pending | None = session.info.pop(_PENDING, None)
+    if pending is None:
+        return
+    current = security_generation(conn)
+    if current == pending.hit.stamp:
+        return
+    cache, cached = pending.cache, pending.hit.principal
+    generation = cache.generation
+    row = conn.execute(_TOKEN_PRINCIPAL, {"digest": pending.digest, "now": utcnow()}).first()
+    if row is not None:
+        fresh = _principal_of(
+            row, via="token", scopes=frozenset(row.scopes.split()), source_ip=cached.source_ip
+        )
+        if fresh == cached:
+            cache.put(
+                pending.digest,
+                fresh,
+                token_expires=row.expires_at,
+                generation=generation,
+                stamp=current,
+            )
+            return
+    cache.drop(pending.digest)
+    error = Unauthenticated(
+        "the bearer token is unknown, expired or revoked"
+        if row is None
+        else "the bearer token's account changed while this request was under way; send it again"
+    )
+    session.info[_REFUSED] = error
+    raise error
+
+
+def refuse_commit(session: Session) -> None:
+    """``before_commit``: a session whose principal was refused never commits."""
+    error = session.info.get(_REFUSED)
+    if error is not None:
+        raise error
+
+
+def check_is_pending(session: Session) -> bool:
+    """Whether a deferred check is still waiting for the session's first transaction."""
+    return _PENDING in session.info
+
+
+def confirm_pending(session: Session) -> None:
+    """Run a still-pending check now (a request that never touched the database)."""
+    with session:
+        session.connection()  # begins: check_pending runs, and raises if refused
+        session.rollback()
+
+
+def check_cached_principals(factory: sessionmaker[Session]) -> None:
+    """Make ``factory``'s sessions confirm checked-mode cache hits (see above)."""
+    event.listen(factory, "after_begin", check_pending)
+    event.listen(factory, "before_commit", refuse_commit)
 
 
 def enable_totp(*, session: Session, principal: Principal, secret: str, code: str) -> None:
