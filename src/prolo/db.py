@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -25,6 +26,9 @@ from prolo.errors import TooManyRequests
 from prolo.settings import Settings
 
 _HOLDS_WRITER = "prolo_holds_sqlite_writer"
+_CHECKED_IN_AT = "prolo_checked_in_at"
+# A pooled PostgreSQL connection idle for longer than this is pinged before use.
+PING_AFTER_IDLE_S = 2.0
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -179,7 +183,8 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
                 writer.release()
 
         return engine
-    engine = create_engine(url, pool_pre_ping=True, **{**_pool_options(settings), **kwargs})
+    engine = create_engine(url, **{**_pool_options(settings), **kwargs})
+    _ping_when_idle(engine)
 
     @event.listens_for(engine, "connect")
     def _durable_commits(dbapi_conn: Any, _record: Any) -> None:
@@ -193,6 +198,34 @@ def create_db_engine(settings: Settings, **kwargs: Any) -> Engine:
         dbapi_conn.commit()
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only if it has been idle a while.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: one round trip more per
+    request, most of them on a connection that answered milliseconds before. A
+    connection that has rested ``PING_AFTER_IDLE_S`` is pinged, and a dead one is
+    replaced before the caller sees it (a database restart, an idle timeout on a
+    proxy). A connection that breaks in the moments between two uses fails the
+    request that meets it; SQLAlchemy then recognises the disconnect and empties
+    the pool of that connection's peers.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _rested_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        rested = record.info.get(_CHECKED_IN_AT)
+        if rested is None or time.monotonic() - rested < PING_AFTER_IDLE_S:
+            return  # a new connection, or one that answered a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and tries a fresh one.
+            raise DisconnectionError(f"a pooled connection was dead: {type(exc).__name__}") from exc
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
