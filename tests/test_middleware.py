@@ -2,7 +2,9 @@
 
 from fastapi.testclient import TestClient
 
+from prolo.app import create_app
 from prolo.middleware import CSP, LOGIN_CSRF_COOKIE
+from prolo.settings import Settings
 
 
 def test_api_responses_carry_headers_but_no_login_cookie(client: TestClient) -> None:
@@ -38,3 +40,13 @@ def test_malformed_cookie_header_is_treated_as_absent(client: TestClient) -> Non
     r = client.get("/login", headers={"cookie": f'{LOGIN_CSRF_COOKIE}="unterminated'})
     assert r.status_code == 200
     assert r.headers["set-cookie"].startswith(f"{LOGIN_CSRF_COOKIE}=")
+
+
+def test_fastapi_telemetry_is_off_so_nothing_leaves_the_machine(tmp_path: object) -> None:
+    # FastAPI's OpenTelemetry logs would record exception messages (health data can be
+    # in them) and FASTAPI_OTEL_AUTO_CONFIGURE would add exporters; prolo turns it off.
+    app = create_app(Settings(env="test", database_url=f"sqlite:///{tmp_path}/t.db"))
+    config = app._telemetry
+    assert not any(config[key] for key in ("tracing", "metrics", "logs", "operation_spans"))
+    assert config["auto_configure"] is False
+    assert app._native_telemetry.enabled() is False

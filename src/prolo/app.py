@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -152,6 +153,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return _problem(request, error)
 
 
+# FastAPI's built-in OpenTelemetry, off: its logs record exception messages and stack
+# traces (which could carry health data), FASTAPI_OTEL_AUTO_CONFIGURE would add
+# exporters that send data off the machine, and its per-request provider checks cost
+# CPU on every request. A deployment that wants tracing adds it deliberately.
+NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run the security listener beside the app when principals are cached."""
@@ -181,6 +195,7 @@ def create_app(settings: Settings | None = None, *, session_factory: Any = None)
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        telemetry=NO_TELEMETRY,
     )
     app.state.settings = settings
     own_engine = session_factory is None
