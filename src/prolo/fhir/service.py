@@ -534,9 +534,14 @@ def remember_identifiers(
     for key, (system, value) in check.items():
         owner = owners.get(key)
         if owner is not None and owner != row_id:
-            raise Conflict(
-                f"the identifier {system}|{value} already belongs to {type_name}/{owner}"
+            # A patient writes within their own compartment (their pain readings); the
+            # identifier's owner may be another patient's record, so its id is not named.
+            holder = (
+                f"{type_name}/{owner}"
+                if ctx.principal.role != "patient"
+                else f"another {type_name}"
             )
+            raise Conflict(f"the identifier {system}|{value} already belongs to {holder}")
     for system, value in [*(k for k in check if k not in owners), *free]:
         ctx.session.add(
             ExternalIdentifier(
@@ -602,6 +607,17 @@ def create(
             )
         if matches:
             row, meta = fast_load(ctx, mapping, str(matches[0].id))
+            # Nothing is written, but the existing record is returned: a read of it.
+            audit.record(
+                ctx.session,
+                ctx.principal.actor,
+                action="R",
+                event="fhir.read",
+                entity_type=mapping.type_name,
+                entity_id=row.id,
+                patient_id=mapping.patient_of(row),
+                detail="conditional create matched: nothing written",
+            )
             return 200, mapping.to_fhir(row, meta)
     try:
         with _savepoint(ctx, isolated):

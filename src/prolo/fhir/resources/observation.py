@@ -27,6 +27,12 @@ CarePlan the course, timepoint ``ad_hoc``. The answer is the new score Observati
 ``derivedFrom`` the response it made. ``status`` is ``final``, ``amended`` or
 ``corrected``. Observations are not updated (a score follows its response, and
 responses are not updated through FHIR).
+
+The identifiers such a reading arrives with are kept with its score
+(:func:`prolo.fhir.service.remember_identifiers`) and shown on reads and searches; the
+``identifier`` search parameter finds them, so ``If-None-Exist: identifier=system|value``
+(or a Bundle entry's ``request.ifNoneExist``) returns the reading already recorded
+instead of recording it twice, and a plain re-POST of the same identifier is a 409.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from prolo.fhir.resources.base import (
     ref,
     referenced_id,
 )
+from prolo.fhir.resources.kept_identifiers import kept_identifier_param
 from prolo.fhir.search import Param, date_param, reference_param, split_token
 from prolo.portal.models import Score
 
@@ -106,7 +113,8 @@ class ObservationMapping(TableMapping):
     documentation = (
         "An outcome score computed from a questionnaire response; a create takes an "
         "outside reading of a single-item instrument by its LOINC code (pain 0-10, "
-        "72514-3) and records it as a response."
+        "72514-3) and records it as a response; the identifiers it arrives with are "
+        "kept, so a conditional create on identifier records a reading once."
     )
     refusal = (
         "a score is derived from its QuestionnaireResponse; a draft response can be "
@@ -130,6 +138,7 @@ class ObservationMapping(TableMapping):
                 "survey",
             ),
             date_param("date", Score.effective_at, "When the response was answered"),
+            kept_identifier_param("Observation", Score.id),
         )
 
     def updated_column(self) -> Any:
