@@ -5,7 +5,9 @@ None of these holds clinical data of its own:
 - :class:`ResourceVersion` gives each mapped row a ``meta.versionId`` and
   ``meta.lastUpdated``. It is kept by a session listener (below) for every ORM insert
   and update of a mapped table, whichever domain writes it, so ``_lastUpdated`` and
-  bulk ``_since`` see changes made outside the FHIR API too. Rows written with Core
+  bulk ``_since`` see changes made outside the FHIR API too; a change to rows served
+  as part of a mapped row (a practitioner's working hours, their Schedule) bumps that
+  row (:data:`DEPENDENT_TABLES`). Rows written with Core
   inserts (the synthetic registry) have no entry and fall back to the row's own
   timestamp where it has one.
 - :class:`ExternalIdentifier` remembers the identifiers an imported resource carried
@@ -60,6 +62,13 @@ TRACKED_TABLES: frozenset[str] = frozenset(
         "calendar_closure",  # a practitioner's closure is a busy-unavailable Slot
     }
 )
+# Rows served as part of another tracked row: table -> (the owner's table, the foreign key
+# naming it). A change to one is a change of its owner. A practitioner's working hours
+# are their Schedule, which is served from the practitioner row and shares its version,
+# so an EHR's If-Match goes stale whichever path changed the hours.
+DEPENDENT_TABLES: dict[str, tuple[str, str]] = {
+    "working_hours": ("practitioner", "practitioner_id"),
+}
 
 
 class ResourceVersion(Base):
@@ -165,24 +174,54 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
 
 @event.listens_for(Session, "after_flush")
 def _record_versions(session: Session, _flush_context: Any) -> None:
-    """Bump the version of every mapped row this flush inserted or changed."""
+    """Bump the version of every mapped row this flush inserted or changed, once each.
+
+    A row of a :data:`DEPENDENT_TABLES` table inserted, changed or deleted bumps its
+    owner, once per flush however many of its rows changed.
+    """
     now = utcnow()
-    rows: list[dict[str, Any]] = []
+    # (table, row id) -> the version it gets if it has no version row yet: 1 for a row
+    # this flush inserted, 2 for one that existed (unversioned, it was version 1).
+    bumps: dict[tuple[str, int], int] = {}
+
+    def owner_changed(obj: Any, table: str) -> None:
+        owner_table, key = DEPENDENT_TABLES[table]
+        owner_id = getattr(obj, key, None)
+        if owner_id is not None:
+            bumps.setdefault((owner_table, owner_id), 2)
+
     for obj in session.new:
         table = getattr(obj, "__tablename__", None)
         if table in TRACKED_TABLES:
-            rows.append({"table_name": table, "row_id": obj.id, "version": 1, "last_updated": now})
+            bumps[(table, obj.id)] = 1
+        elif table in DEPENDENT_TABLES:
+            owner_changed(obj, table)
     for obj in session.dirty:
         table = getattr(obj, "__tablename__", None)
-        if table in TRACKED_TABLES and session.is_modified(obj, include_collections=False):
-            rows.append({"table_name": table, "row_id": obj.id, "version": 2, "last_updated": now})
-    gone = [
-        (obj.__tablename__, obj.id)
-        for obj in session.deleted
-        if getattr(obj, "__tablename__", None) in TRACKED_TABLES
-    ]
-    if rows:
-        _upsert(session, rows)
+        if table in TRACKED_TABLES or table in DEPENDENT_TABLES:
+            if not session.is_modified(obj, include_collections=False):
+                continue
+            if table in TRACKED_TABLES:
+                bumps.setdefault((table, obj.id), 2)
+            else:
+                owner_changed(obj, table)
+    gone: list[tuple[str, int]] = []
+    for obj in session.deleted:
+        table = getattr(obj, "__tablename__", None)
+        if table in TRACKED_TABLES:
+            gone.append((table, obj.id))
+        elif table in DEPENDENT_TABLES:
+            owner_changed(obj, table)
+    for key in gone:  # an owner deleted with its dependents keeps no version
+        bumps.pop(key, None)
+    if bumps:
+        _upsert(
+            session,
+            [
+                {"table_name": table, "row_id": row_id, "version": version, "last_updated": now}
+                for (table, row_id), version in bumps.items()
+            ],
+        )
     if gone:
         table = cast(Table, ResourceVersion.__table__)
         for name, row_id in gone:

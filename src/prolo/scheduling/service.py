@@ -380,7 +380,12 @@ def _require_staff(principal: Principal) -> None:
 def set_working_hours(
     *, session: Session, principal: Principal, practitioner_id: int, data: WorkingHoursIn
 ) -> list[WorkingHours]:
-    """Replace a practitioner's weekly hours (admins). Booked visits are not moved."""
+    """Replace a practitioner's weekly hours (admins). Booked visits are not moved.
+
+    Only the windows that differ are written, all in one flush, so a change is one change
+    of the practitioner's calendar (its FHIR Schedule's version rises once); the same
+    hours again write nothing and are audited as a read.
+    """
     if principal.role != "admin":
         raise Forbidden("only admins may change working hours")
     practitioner = session.get(Practitioner, practitioner_id)
@@ -388,18 +393,38 @@ def set_working_hours(
         raise AccessDenied(
             "no such practitioner", entity_type="Practitioner", entity_id=practitioner_id
         )
-    for row in working_hours_rows(session=session, practitioner_id=practitioner_id):
-        session.delete(row)
-    session.flush()
-    for window in data.windows:
-        session.add(
-            WorkingHours(
-                practitioner_id=practitioner_id,
-                weekday=window.weekday,
-                starts_local=window.starts,
-                ends_local=window.ends,
-            )
+    current = working_hours_rows(session=session, practitioner_id=practitioner_id)
+    wanted = sorted((w.weekday, w.starts, w.ends) for w in data.windows)
+    if [(r.weekday, r.starts_local, r.ends_local) for r in current] == wanted:
+        audit.record(
+            session,
+            principal.actor,
+            action="R",
+            event="working_hours.read",
+            entity_type="PractitionerRole",
+            entity_id=practitioner_id,
+            detail="the same working hours again: nothing written",
         )
+        return current
+    # A window that keeps its start keeps its row (the end may move): its unique key
+    # (practitioner, weekday, start) is then never inserted while the old row still
+    # holds it, and the flush needs no order between inserts and deletes.
+    kept = {(r.weekday, r.starts_local): r for r in current}
+    for weekday, starts, ends in wanted:
+        row = kept.pop((weekday, starts), None)
+        if row is None:
+            session.add(
+                WorkingHours(
+                    practitioner_id=practitioner_id,
+                    weekday=weekday,
+                    starts_local=starts,
+                    ends_local=ends,
+                )
+            )
+        elif row.ends_local != ends:
+            row.ends_local = ends
+    for row in kept.values():
+        session.delete(row)
     session.flush()
     audit.record(
         session,

@@ -24,8 +24,9 @@ the calendar page; booked visits are not moved):
   Schedule, so that create is a 409 naming it (PUT it instead), and ``If-None-Exist:
   actor=Practitioner/<id>`` returns it with 200 as a conditional create.
 
-``meta`` follows the practitioner row: a write through this resource bumps its version;
-a change of working hours on the calendar page alone does not.
+``meta`` follows the practitioner row: any change of the working hours, through this
+resource or ``/api`` or any other caller of ``set_working_hours``, bumps its version once
+(:data:`prolo.fhir.models.DEPENDENT_TABLES`); the same hours again bump nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, String, cast, false, literal, select
-from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.sql.functions import aggregate_strings
 
 from prolo.clinic.models import Clinic, Practitioner
@@ -242,9 +242,6 @@ class ScheduleMapping(TableMapping):
                 practitioner_id=practitioner.id,
                 data=data,
             )
-        # The Schedule's version is its practitioner row's: mark it changed so the
-        # version listener bumps it (the row's values stay as they are).
-        flag_modified(practitioner, "active")
 
     def create(self, ctx: Context, resource: Resource) -> Any:
         """Set up a practitioner's calendar (working hours); 409 when they have one."""
