@@ -89,6 +89,7 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
     async with slots if slots is not None else nullcontext():
         session: Session = factory()
         _REQUEST_SESSION.set(session)
+        request.state.db_session = session  # for error handlers that roll back
         try:
             yield session
         except BaseException:

@@ -194,8 +194,12 @@ def outcome_for(exc: BaseException) -> tuple[int, dict[str, Any]]:
 
 
 def remember_session(request: Request, session: Session) -> None:
-    """Let :func:`error_response` roll back this request's unit of work on an error."""
-    request.state.fhir_session = session
+    """Let :func:`error_response` roll back this request's unit of work on an error.
+
+    A session from :data:`prolo.web.DbSession` is registered already; this is for a
+    route that opens its own.
+    """
+    request.state.db_session = session
 
 
 class FhirResponse(Response):
@@ -234,7 +238,7 @@ def error_response(request: Request, exc: BaseException) -> Response:
     the dependency stack, so the session would otherwise commit what was written
     before the error (half a transaction Bundle).
     """
-    session: Session | None = getattr(request.state, "fhir_session", None)
+    session: Session | None = getattr(request.state, "db_session", None)
     if session is not None:
         session.rollback()
     if isinstance(exc, AccessDenied):
@@ -251,8 +255,8 @@ def error_response(request: Request, exc: BaseException) -> Response:
 class FhirRoute(APIRoute):
     """A route whose errors, from the handler or its dependencies, are OperationOutcomes.
 
-    Routes using it must register their session with :func:`remember_session` (the
-    FHIR router does so for every route) so an error rolls their writes back.
+    The request's session (:data:`prolo.web.DbSession` registers it on
+    ``request.state``, :func:`remember_session` any other) is rolled back on an error.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -28,21 +28,18 @@ from prolo.fhir.errors import (
     UnknownType,
     UnsupportedMedia,
     operation_outcome,
-    remember_session,
 )
 from prolo.fhir.resources.base import Context, Resource
 from prolo.security.principal import Principal
 from prolo.web import DbSession, policy
-
-_NO_DATABASE = frozenset({"metadata", "unknown"})
 
 
 def _begin_as_writer(session: Session) -> None:
     session.connection(execution_options={"sqlite_begin": "IMMEDIATE"})
 
 
-async def _unit_of_work(request: Request, session: DbSession) -> None:
-    """Register the session for rollback on error; make sure it begins as a writer.
+async def _as_writer(session: Session) -> None:
+    """Make sure the request's transaction begins as a writer.
 
     Every FHIR interaction writes (at least its audit row), and a SQLite transaction
     that starts as a reader cannot always become a writer when another connection has
@@ -50,24 +47,24 @@ async def _unit_of_work(request: Request, session: DbSession) -> None:
     sessions already begin with the write lock (``prolo.db.make_writer_sessionmaker``:
     BEGIN IMMEDIATE, queued on the engine's lock in this process), so this costs
     nothing; only a session from another factory is made to begin so, in a worker
-    thread because beginning may wait for the lock. Async, so the common case takes
-    no trip to the thread pool.
+    thread because beginning may wait for the lock. (A session from another factory
+    that a token lookup has begun already is left as it began: only tests hand the
+    app such a factory, bound to one connection, where there is no other writer.)
     """
-    remember_session(request, session)
-    route = request.scope.get("route")
-    if getattr(route, "name", "") in _NO_DATABASE or holds_write_lock(session):
-        return
-    await run_in_threadpool(_begin_as_writer, session)
+    if not holds_write_lock(session) and not session.in_transaction():
+        await run_in_threadpool(_begin_as_writer, session)
 
 
-# Every route shares the request's session (dependencies are cached per request), and
-# an error rolls it back before the OperationOutcome is sent.
-router = APIRouter(
-    prefix="/fhir",
-    tags=["fhir"],
-    route_class=FhirRoute,
-    dependencies=[Depends(_unit_of_work)],
-)
+async def _writer_session(session: DbSession) -> None:
+    await _as_writer(session)
+
+
+# Errors roll the request's session back (FhirRoute; DbSession registers it). Routes
+# reach the session through FhirContext, whose dependency also makes it a writer, so
+# the common request solves as few dependencies as it can; the bulk routes, which
+# take the session directly, declare _writer_session.
+router = APIRouter(prefix="/fhir", tags=["fhir"], route_class=FhirRoute)
+WriterSession = Depends(_writer_session)
 
 FHIR_ROLES = ("admin", "clinician", "front_desk", "patient")
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
@@ -120,6 +117,7 @@ async def fhir_context(request: Request, session: DbSession, principal: FhirPrin
     """
     _token_only(principal)
     _json_only(request)
+    await _as_writer(session)
     return service.principal_context(session, principal, base_url(request))
 
 
@@ -216,7 +214,7 @@ def _kick_off(
     )
 
 
-@router.get("/$export")
+@router.get("/$export", dependencies=[WriterSession])
 def export_system(
     request: Request, background: BackgroundTasks, session: DbSession, principal: BulkPrincipal
 ) -> Response:
@@ -224,7 +222,7 @@ def export_system(
     return _kick_off(request, background, session, principal, level="system")
 
 
-@router.get("/Patient/$export")
+@router.get("/Patient/$export", dependencies=[WriterSession])
 def export_patients(
     request: Request, background: BackgroundTasks, session: DbSession, principal: BulkPrincipal
 ) -> Response:
@@ -232,7 +230,7 @@ def export_patients(
     return _kick_off(request, background, session, principal, level="patient")
 
 
-@router.get("/Group/{group_id}/$export")
+@router.get("/Group/{group_id}/$export", dependencies=[WriterSession])
 def export_group(
     request: Request,
     background: BackgroundTasks,
@@ -244,7 +242,7 @@ def export_group(
     return _kick_off(request, background, session, principal, level="group", group_id=group_id)
 
 
-@router.get("/bulk-status/{job_id}")
+@router.get("/bulk-status/{job_id}", dependencies=[WriterSession])
 def export_status(session: DbSession, principal: BulkPrincipal, job_id: str) -> Response:
     """202 with X-Progress while running; the manifest when complete."""
     _token_only(principal)
@@ -266,7 +264,7 @@ def export_status(session: DbSession, principal: BulkPrincipal, job_id: str) -> 
     )
 
 
-@router.delete("/bulk-status/{job_id}")
+@router.delete("/bulk-status/{job_id}", dependencies=[WriterSession])
 def export_cancel(session: DbSession, principal: BulkPrincipal, job_id: str) -> Response:
     """Cancel an export and delete its files."""
     _token_only(principal)
@@ -274,7 +272,7 @@ def export_cancel(session: DbSession, principal: BulkPrincipal, job_id: str) -> 
     return Response(status_code=202)
 
 
-@router.get("/bulk-files/{job_id}/{file_id}")
+@router.get("/bulk-files/{job_id}/{file_id}", dependencies=[WriterSession])
 def export_file(
     session: DbSession, principal: BulkPrincipal, job_id: str, file_id: int
 ) -> Response:
