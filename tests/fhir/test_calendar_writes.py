@@ -370,7 +370,10 @@ def test_slot_write_refusals(client: TestClient, session: Session, world: World)
     assert "no such practitioner" in outcome(r, 422, "invalid")
     assert r.json()["issue"][0]["expression"] == ["Slot.schedule"]
     conditional = {**world.admin_headers, "If-None-Exist": "schedule=Schedule/1"}
-    outcome(client.post("/fhir/Slot", json=body, headers=conditional), 405, "not-supported")
+    refused = outcome(
+        client.post("/fhir/Slot", json=body, headers=conditional), 400, "not-supported"
+    )
+    assert "conditional create" in refused and "keeps no identifiers" in refused
     # An active appointment on the day: the closure is refused, naming it.
     patient_row = make_patient(session, world.clinic)
     starts = dt.datetime.combine(day, dt.time(10, 0), ZONE).astimezone(dt.UTC)

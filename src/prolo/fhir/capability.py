@@ -4,7 +4,9 @@ See: https://hl7.org/fhir/R4/capabilitystatement.html
 
 It is built from the same registry the routes use, so it cannot claim an interaction,
 search parameter or include the server does not have: a resource lists exactly its
-mapping's interactions and parameters.
+mapping's interactions and parameters, and ``conditionalCreate`` is the mapping's
+``conditional_create`` (the types that keep identifiers and search them), which is what
+the create path checks before honouring ``If-None-Exist``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from prolo.fhir.resources import REGISTRY
-from prolo.fhir.resources.base import CREATE, SEARCH, UPDATE, TableMapping
+from prolo.fhir.resources.base import SEARCH, UPDATE, TableMapping
 
 FHIR_VERSION = "4.0.1"
 STATEMENT_DATE = "2026-11-24"
@@ -36,8 +38,7 @@ def capability_statement(base_url: str, *, software_version: str = "0.1.0") -> d
             ),
             "readHistory": False,
             "updateCreate": False,
-            "conditionalCreate": CREATE in mapping.interactions
-            and isinstance(mapping, TableMapping),
+            "conditionalCreate": mapping.conditional_create,
             "conditionalRead": "not-supported",
             "conditionalUpdate": False,
             "conditionalDelete": "not-supported",

@@ -77,6 +77,14 @@ class CodeInvalid(InvalidResource):
     issue_code = "code-invalid"
 
 
+class ConditionUnsupported(InvalidResource):
+    """A condition the server cannot evaluate for this type (``If-None-Exist`` where
+    conditional create is not offered): 400 ``not-supported``. Creating anyway would
+    ignore it, and 412 would say its criteria matched too much."""
+
+    issue_code = "not-supported"
+
+
 class UnknownType(FhirError):
     code = "fhir_unknown_type"
     http_status = 404

@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session
 from prolo.errors import AccessDenied, Conflict, Forbidden, database_refusal
 from prolo.fhir import codes
 from prolo.fhir.errors import (
+    ConditionUnsupported,
     InvalidResource,
     MultipleMatches,
-    NotAllowed,
     PreconditionFailed,
     UnknownType,
     operation_outcome,
@@ -578,7 +578,9 @@ def create(
 ) -> tuple[int, Resource]:
     """``POST [base]/Type``: (201, created), or (200, existing) when a conditional create matches.
 
-    Several matches are a 412. The write is audited by the domain service or the mapping.
+    Several matches are a 412; ``If-None-Exist`` on a type without conditional create
+    (``Mapping.conditional_create``) a 400 saying why. The write is audited by the domain
+    service or the mapping.
     ``isolated`` writes in a savepoint, so a refused resource leaves the caller's
     transaction usable (the importer and batch Bundles go on); a caller that rolls
     back everything on any error (a REST request) passes False and saves the
@@ -589,11 +591,14 @@ def create(
     mapping = mapping_for(str(kind))
     mapping.require(CREATE)
     mapping.check_writer(ctx.principal)
+    if if_none_exist and not mapping.conditional_create:
+        raise ConditionUnsupported(
+            f"{mapping.type_name} does not support conditional create (If-None-Exist): "
+            f"{mapping.conditional_refusal}"
+        )
     if validate:
         validate_structure(resource, type_name)
     if not isinstance(mapping, TableMapping):
-        if if_none_exist:
-            raise NotAllowed(f"{mapping.type_name} does not support conditional create")
         try:
             with _savepoint(ctx, isolated):
                 return 201, mapping.create(ctx, resource)

@@ -119,6 +119,10 @@ class AuditEventMapping(TableMapping):
         "appends an event an outside system reports."
     )
     refusal = "the audit log is append-only (POST a new AuditEvent to report an event)"
+    conditional_refusal = (
+        "an R4 AuditEvent has no identifier to find an earlier report by, and each POST "
+        "appends one event to the append-only log"
+    )
 
     @property
     def keeps_identifiers(self) -> bool:

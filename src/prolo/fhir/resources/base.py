@@ -42,6 +42,7 @@ from prolo.db import UTCDateTime
 from prolo.errors import AppError, Forbidden
 from prolo.fhir.errors import CodeInvalid, InvalidResource, NotAllowed, Unprocessable
 from prolo.fhir.models import ExternalIdentifier, ResourceVersion
+from prolo.fhir.resources.kept_identifiers import kept_identifier_param
 from prolo.fhir.search import Param, SearchQuery, date_param, id_param
 from prolo.patients.models import Patient
 from prolo.security import audit
@@ -123,6 +124,10 @@ class MappingBase:
     documentation: ClassVar[str] = ""
     # Why the interactions left out are left out, told to a client that asks for one.
     refusal: ClassVar[str] = ""
+    # Why a type that can be created takes no conditional create (If-None-Exist).
+    conditional_refusal: ClassVar[str] = (
+        "it keeps no identifiers, so an existing resource cannot be found by one"
+    )
     params: dict[str, Param]
 
     def check_reader(self, principal: Principal) -> None:
@@ -139,6 +144,18 @@ class MappingBase:
     def keeps_identifiers(self) -> bool:
         """Whether rows of this type can carry identifiers they were created or updated with."""
         return CREATE in self.interactions or UPDATE in self.interactions
+
+    @property
+    def conditional_create(self) -> bool:
+        """Whether a create honours ``If-None-Exist``: the type is created, keeps the
+        identifiers it is written with and finds them with its ``identifier`` parameter.
+
+        The CapabilityStatement says exactly this, and :func:`prolo.fhir.service.create`
+        refuses the header (naming :attr:`conditional_refusal`) where it is False.
+        """
+        return (
+            CREATE in self.interactions and self.keeps_identifiers and "identifier" in self.params
+        )
 
     def supports(self, interaction: str) -> bool:
         return interaction in self.interactions
@@ -164,6 +181,10 @@ class DataMapping(MappingBase, ABC):
     """
 
     interactions = frozenset({READ, SEARCH})
+
+    @property
+    def keeps_identifiers(self) -> bool:
+        return False  # not rows of one table: nothing to keep identifiers against
 
     def create(self, ctx: Context, resource: Resource) -> Resource:
         """Write ``resource`` through the owning domain; the created resource."""
@@ -192,6 +213,8 @@ class TableMapping(MappingBase, ABC):
 
     model: ClassVar[Any]
     in_patient_compartment: ClassVar[bool] = True
+    # The ``identifier`` search parameter's documentation in the CapabilityStatement.
+    identifier_documentation: ClassVar[str] = "An identifier the resource was written with"
 
     def __init__(self) -> None:
         self.params: dict[str, Param] = {
@@ -200,7 +223,15 @@ class TableMapping(MappingBase, ABC):
                 "_lastUpdated", self.last_updated_expr(), "When the resource last changed"
             ),
         }
-        self.params.update({p.name: p for p in self.search_params()})
+        if self.keeps_identifiers:
+            # One implementation for every type: kept identifiers and the row's own.
+            self.params["identifier"] = kept_identifier_param(
+                self.type_name, self.model.id, self.identifier_clause, self.identifier_documentation
+            )
+        for param in self.search_params():
+            if param.name in self.params:
+                raise TypeError(f"{self.type_name} defines {param.name!r} twice")
+            self.params[param.name] = param
 
     # -- what subclasses describe -------------------------------------------------------
 
@@ -249,7 +280,9 @@ class TableMapping(MappingBase, ABC):
     def identifier_clause(
         self, system: str | None, value: str | None
     ) -> ColumnElement[bool] | None:
-        """A clause for identifiers stored on the row itself (MRN, NPI); None when none."""
+        """Rows whose own identifier (MRN, NPI) is ``system|value``; None when the row
+        holds none of that system. ``system`` or ``value`` None means any (never both);
+        the clause is never NULL, so ``identifier:not`` keeps rows without one."""
         return None
 
     # -- shared machinery ---------------------------------------------------------------

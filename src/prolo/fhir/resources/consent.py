@@ -65,7 +65,6 @@ from prolo.fhir.resources.base import (
     ref,
     referenced_id,
 )
-from prolo.fhir.resources.kept_identifiers import kept_identifier_param
 from prolo.fhir.search import Param, date_param, reference_param, split_token
 
 SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -114,7 +113,6 @@ class ConsentMapping(TableMapping):
             reference_param("data", Consent.course_id, "CarePlan", "The course consented to"),
             Param("status", "token", _status, "active | inactive (withdrawn or superseded)"),
             date_param("date", Consent.signed_at, "When it was signed"),
-            kept_identifier_param("Consent", Consent.id),
         )
 
     def updated_column(self) -> Any:

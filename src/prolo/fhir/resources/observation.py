@@ -63,7 +63,6 @@ from prolo.fhir.resources.base import (
     ref,
     referenced_id,
 )
-from prolo.fhir.resources.kept_identifiers import kept_identifier_param
 from prolo.fhir.search import Param, date_param, reference_param, split_token
 from prolo.portal.models import Score
 
@@ -138,7 +137,6 @@ class ObservationMapping(TableMapping):
                 "survey",
             ),
             date_param("date", Score.effective_at, "When the response was answered"),
-            kept_identifier_param("Observation", Score.id),
         )
 
     def updated_column(self) -> Any:

@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import ColumnElement, and_, false
 
 from prolo.fhir import codes
 from prolo.fhir.errors import Unprocessable
-from prolo.fhir.models import ExternalIdentifier
 from prolo.fhir.resources.base import (
     CREATE,
     READ,
@@ -39,7 +38,7 @@ from prolo.fhir.resources.base import (
     put,
     pydantic_problem,
 )
-from prolo.fhir.search import Param, code_param, date_param, split_token, string_param
+from prolo.fhir.search import Param, code_param, date_param, string_param
 from prolo.patients import service as patients
 from prolo.patients.models import Patient
 from prolo.patients.schemas import PatientIn
@@ -69,13 +68,12 @@ class PatientMapping(TableMapping):
     writers = frozenset({"admin", "clinician", "front_desk"})
     documentation = "A person treated at the clinic (demographics; the MRN is the identifier)."
 
-    def search_params(self) -> Sequence[Param]:
-        def identifier(value: str, modifier: str | None) -> ColumnElement[bool]:
-            system, code = split_token(value)
-            return self.identifier_search(system, code)
+    identifier_documentation = (
+        "The clinic's MRN (its system, or any system) or an identifier the patient was written with"
+    )
 
+    def search_params(self) -> Sequence[Param]:
         return (
-            Param("identifier", "token", identifier, "MRN or an imported identifier"),
             string_param("name", [Patient.family_name, Patient.given_name], "Family or given name"),
             string_param("family", [Patient.family_name], "Family name"),
             string_param("given", [Patient.given_name], "Given name"),
@@ -91,34 +89,20 @@ class PatientMapping(TableMapping):
             string_param("address-postalcode", [Patient.postal_code], "Postal code"),
         )
 
-    def identifier_search(self, system: str | None, value: str | None) -> ColumnElement[bool]:
-        """MRN (our system, or no system) or an imported identifier."""
-        clauses: list[ColumnElement[bool]] = []
-        own = self.identifier_clause(system, value)
-        if own is not None:
-            clauses.append(own)
-        imported = select(ExternalIdentifier.resource_id).where(
-            ExternalIdentifier.resource_type == "Patient",
-            *([ExternalIdentifier.system == system] if system else []),
-            *([ExternalIdentifier.value == value] if value else []),
-        )
-        clauses.append(Patient.id.in_(imported))
-        return or_(*clauses)
-
     def identifier_clause(
         self, system: str | None, value: str | None
     ) -> ColumnElement[bool] | None:
-        if value is None:
-            return None
-        if not system:
-            return Patient.mrn == value
+        """The MRN: any system, or a clinic's MRN system (``.../sid/clinic/{id}/mrn``)."""
+        if system is None:
+            return None if value is None else Patient.mrn == value
         prefix = f"{codes.PROLO}/sid/clinic/"
-        if system.startswith(prefix) and system.endswith("/mrn"):
-            clinic = system.removeprefix(prefix).removesuffix("/mrn")
-            if not clinic.isdigit():
-                return false()
-            return and_(Patient.clinic_id == int(clinic), Patient.mrn == value)
-        return None
+        if not (system.startswith(prefix) and system.endswith("/mrn")):
+            return None
+        clinic = system.removeprefix(prefix).removesuffix("/mrn")
+        if not clinic.isdigit() or len(clinic) > 10:
+            return false()
+        same_clinic = Patient.clinic_id == int(clinic)
+        return same_clinic if value is None else and_(same_clinic, Patient.mrn == value)
 
     def updated_column(self) -> Any:
         return Patient.updated_at

@@ -29,14 +29,7 @@ from prolo.fhir.resources.base import (
     identifier_list,
     put,
 )
-from prolo.fhir.search import Param, split_token, string_param
-
-
-def _identifier(value: str, modifier: str | None) -> ColumnElement[bool]:
-    system, code = split_token(value)
-    if system not in (None, codes.NPI) or code is None:
-        return false()
-    return Practitioner.npi == code
+from prolo.fhir.search import Param, string_param
 
 
 def _active(value: str, modifier: str | None) -> ColumnElement[bool]:
@@ -52,10 +45,10 @@ class PractitionerMapping(TableMapping):
     writers = frozenset({"admin"})
     in_patient_compartment = False
     documentation = "A clinician of the clinic (NPI where known)."
+    identifier_documentation = "The NPI or an identifier the practitioner was written with"
 
     def search_params(self) -> Sequence[Param]:
         return (
-            Param("identifier", "token", _identifier, "NPI"),
             string_param(
                 "name", [Practitioner.family_name, Practitioner.given_name], "Family or given name"
             ),
@@ -66,9 +59,11 @@ class PractitionerMapping(TableMapping):
     def identifier_clause(
         self, system: str | None, value: str | None
     ) -> ColumnElement[bool] | None:
-        if system in (None, codes.NPI) and value:
-            return and_(Practitioner.npi == value)
-        return None
+        """The NPI, when the practitioner has one."""
+        if system not in (None, codes.NPI):
+            return None
+        known = Practitioner.npi.is_not(None)  # never NULL: :not keeps those without
+        return known if value is None else and_(known, Practitioner.npi == value)
 
     def patient_of(self, row: Any) -> int | None:
         return None

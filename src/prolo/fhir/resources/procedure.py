@@ -79,7 +79,6 @@ from prolo.fhir.resources.base import (
     ref,
     referenced_id,
 )
-from prolo.fhir.resources.kept_identifiers import kept_identifier_param
 from prolo.fhir.search import Param, date_param, reference_param, split_token
 
 STATUS = {"draft": "in-progress", "signed": "completed"}
@@ -450,7 +449,6 @@ class ProcedureMapping(TableMapping):
             reference_param("based-on", Procedure.course_id, "CarePlan", "The treatment course"),
             date_param("date", Procedure.performed_at, "When it was performed"),
             Param("status", "token", _status, "in-progress | completed"),
-            kept_identifier_param("Procedure", Procedure.id),
         )
 
     def updated_column(self) -> Any:

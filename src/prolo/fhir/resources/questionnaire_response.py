@@ -35,7 +35,7 @@ from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, false
+from sqlalchemy import ColumnElement, and_, false
 
 from prolo.errors import Conflict
 from prolo.fhir import codes
@@ -129,6 +129,10 @@ class QuestionnaireResponseMapping(TableMapping):
         "One answered outcome instrument: scored when completed; a draft may be updated "
         "until it is completed"
     )
+    identifier_documentation = (
+        "The submission key (.../sid/questionnaire-response-key, unique per patient) or an "
+        "identifier the response was written with"
+    )
 
     def search_params(self) -> Sequence[Param]:
         return (
@@ -146,6 +150,16 @@ class QuestionnaireResponseMapping(TableMapping):
             ),
             date_param("authored", QuestionnaireResponse.authored_at, "When it was answered"),
         )
+
+    def identifier_clause(
+        self, system: str | None, value: str | None
+    ) -> ColumnElement[bool] | None:
+        """The submission key, when the response has one."""
+        if system not in (None, codes.QR_IDEMPOTENCY):
+            return None
+        key = QuestionnaireResponse.idempotency_key
+        known = key.is_not(None)  # never NULL: :not keeps responses without one
+        return known if value is None else and_(known, key == value)
 
     def updated_column(self) -> Any:
         return QuestionnaireResponse.created_at

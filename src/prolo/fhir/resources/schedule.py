@@ -24,6 +24,10 @@ the calendar page; booked visits are not moved):
   Schedule, so that create is a 409 naming it (PUT it instead), and ``If-None-Exist:
   actor=Practitioner/<id>`` returns it with 200 as a conditional create.
 
+The identifiers a Schedule is created or updated with are kept (it has none of its own:
+the NPI is the Practitioner's) and found by ``identifier``, so ``If-None-Exist:
+identifier=system|value`` also answers 200 with a Schedule created before.
+
 ``meta`` follows the practitioner row: any change of the working hours, through this
 resource or ``/api`` or any other caller of ``set_working_hours``, bumps its version once
 (:data:`prolo.fhir.models.DEPENDENT_TABLES`); the same hours again bump nothing.
@@ -52,7 +56,9 @@ from prolo.fhir.resources.base import (
     Meta,
     Resource,
     TableMapping,
+    identifier_list,
     named_fields,
+    put,
     pydantic_problem,
     ref,
     referenced_id,
@@ -190,6 +196,7 @@ class ScheduleMapping(TableMapping):
             "id": str(row.id),
             "meta": meta.as_fhir(),
         }
+        put(resource, "identifier", identifier_list(meta))
         windows = parse_windows(row.working_hours)
         if windows:
             resource["extension"] = [hours_extension(*w) for w in windows]

@@ -183,6 +183,10 @@ class SlotMapping(DataMapping):
         "A free start for a visit of one kind with one practitioner (computed), or a "
         "practitioner's closure (busy-unavailable, whole local days: create and update)."
     )
+    conditional_refusal = (
+        "a Slot is a free start (computed) or a closure of a Schedule, and keeps no "
+        "identifiers; search Slot?schedule=...&status=busy-unavailable for closures"
+    )
 
     def __init__(self) -> None:
         specs = (
