@@ -423,3 +423,32 @@ def test_identifier_values_that_name_nothing_are_refused(client: TestClient, wor
     for params in ({"identifier": "|"}, {"identifier:text": "x"}, {"identifier:above": "a|b"}):
         r = client.get("/fhir/Condition", params=params, headers=world.headers)
         assert "identifier" in outcome(r, 400, "invalid")
+
+
+def test_national_identity_numbers_are_never_kept(
+    client: TestClient, session: Session, world: World
+) -> None:
+    # A Social Security number (by its system, or typed SS) or a driver's licence sent
+    # on a REST create is not kept, shown or searchable; the EHR's own identifier is.
+    headers = world.admin_headers
+    body = tagged(_patient(session, world, 3), "P-SSN")
+    body["identifier"] += [
+        {"system": "http://hl7.org/fhir/sid/us-ssn", "value": "123-45-6789"},
+        {
+            "type": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "DL"}
+                ]
+            },
+            "system": "urn:oid:2.16.840.1.113883.4.3.25",
+            "value": "S9999",
+        },
+    ]
+    created = client.post("/fhir/Patient", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    shown = client.get(f"/fhir/Patient/{created.json()['id']}", headers=headers)
+    check_resource(client, headers, shown.json())
+    assert "123-45-6789" not in shown.text and "S9999" not in shown.text
+    assert {"system": EHR, "value": "P-SSN"} in shown.json()["identifier"]
+    assert found(client, headers, "Patient", identifier="123-45-6789") == []
+    assert found(client, headers, "Patient", identifier="S9999") == []

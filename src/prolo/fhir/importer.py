@@ -48,9 +48,6 @@ from prolo.security import audit
 from prolo.security.principal import Principal
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# Identifier types whose values prolo does not keep (national ids, licences, passports).
-PRIVATE_IDENTIFIER_TYPES = frozenset({"SS", "DL", "PPN", "TAX", "SB", "DR"})
-PRIVATE_IDENTIFIER_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/us-ssn"})
 TRANSLATED = {"MedicationRequest": "MedicationStatement"}
 # Served and writable, but not taken from files: a past visit cannot be booked, and a
 # calendar is not something to copy from another system; an EHR's Procedures are not
@@ -167,19 +164,11 @@ def _handles(item: _Item) -> list[str]:
 
 
 def _kept_identifiers(resource: Resource) -> list[dict[str, Any]]:
-    kept = []
-    for ident in resource.get("identifier") or []:
-        if not isinstance(ident, dict):
-            continue
-        types = {
-            c.get("code")
-            for c in ((ident.get("type") or {}).get("coding") or [])
-            if isinstance(c, dict)
-        }
-        if types & PRIVATE_IDENTIFIER_TYPES or ident.get("system") in PRIVATE_IDENTIFIER_SYSTEMS:
-            continue
-        kept.append(ident)
-    return kept
+    return [
+        ident
+        for ident in resource.get("identifier") or []
+        if isinstance(ident, dict) and not service.is_private_identifier(ident)
+    ]
 
 
 def _is_room(resource: Resource) -> bool:

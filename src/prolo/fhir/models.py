@@ -92,6 +92,9 @@ class ExternalIdentifier(Base):
     __table_args__ = (
         UniqueConstraint("clinic_id", "resource_type", "system", "value"),
         Index("ix_fhir_identifier_resource", "resource_type", "resource_id"),
+        # The identifier search parameter (and so every conditional create) looks a
+        # value up by type without a clinic: the unique key above leads with the clinic.
+        Index("ix_fhir_identifier_value", "resource_type", "value", "system"),
     )
 
     id: Mapped[int] = id_column()

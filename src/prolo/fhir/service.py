@@ -554,14 +554,38 @@ def remember_identifiers(
         )
 
 
+# Identifiers prolo never keeps: national ids, driver's licences, passports, tax and
+# benefit numbers. They identify a person far beyond the clinic and do nothing for
+# matching a record that an EHR's own identifiers do not. Identifier types are HL7 v2
+# table 0203 (http://terminology.hl7.org/CodeSystem/v2-0203, see
+# https://build.fhir.org/ig/HL7/UTG/ValueSet-v2-0203.json.html).
+PRIVATE_IDENTIFIER_TYPES = frozenset({"SS", "DL", "PPN", "TAX", "SB", "DR"})
+PRIVATE_IDENTIFIER_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/us-ssn"})
+
+
+def is_private_identifier(identifier: Any) -> bool:
+    """Whether an Identifier is one prolo does not keep (see above)."""
+    if not isinstance(identifier, dict):
+        return False
+    coding = (identifier.get("type") or {}).get("coding") or []
+    types = {c.get("code") for c in coding if isinstance(c, dict)}
+    return bool(types & PRIVATE_IDENTIFIER_TYPES) or (
+        identifier.get("system") in PRIVATE_IDENTIFIER_SYSTEMS
+    )
+
+
 def identifier_pairs(resource: Resource) -> list[tuple[str, str]]:
+    """The (system, value) identifiers a resource arrived with that prolo keeps."""
     idents = resource.get("identifier")
     if isinstance(idents, dict):  # QuestionnaireResponse.identifier is a single Identifier
         idents = [idents]
     return [
         (str(i["system"]), str(i["value"]))
         for i in idents or []
-        if isinstance(i, dict) and i.get("system") and i.get("value")
+        if isinstance(i, dict)
+        and i.get("system")
+        and i.get("value")
+        and not is_private_identifier(i)
     ]
 
 
