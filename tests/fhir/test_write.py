@@ -248,6 +248,12 @@ def test_malformed_and_rule_breaking_bodies(
     outcome(
         client.post("/fhir/Patient", json=no_birth, headers=world.headers), 422, "business-rule"
     )
+    # Breaking FHIR's rules is reported before missing what prolo needs.
+    outcome(
+        client.post("/fhir/Patient", json={**no_birth, "gender": "banana"}, headers=world.headers),
+        400,
+        "code-invalid",
+    )
     outcome(
         client.post("/fhir/Spaceship", json={"resourceType": "Spaceship"}, headers=world.headers),
         404,

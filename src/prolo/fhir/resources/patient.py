@@ -152,6 +152,9 @@ class PatientMapping(TableMapping):
         return resource
 
     def _demographics(self, ctx: Context, resource: Resource) -> PatientIn:
+        # FHIR's own rules (a code outside its required value set: 400) before prolo's
+        # (a name or birth date prolo needs: 422).
+        check_code(resource.get("gender"), GENDERS, path="Patient.gender")
         names = [n for n in resource.get("name") or [] if isinstance(n, dict)]
         name = next((n for n in names if n.get("use") == "official"), None)
         name = name or next((n for n in names if n.get("use") in (None, "usual")), None)
@@ -168,7 +171,6 @@ class PatientMapping(TableMapping):
             raise Unprocessable(
                 "Patient.birthDate is required by prolo", expression=["Patient.birthDate"]
             )
-        check_code(resource.get("gender"), GENDERS, path="Patient.gender")
         telecom = [t for t in resource.get("telecom") or [] if isinstance(t, dict)]
         email = next((t.get("value") for t in telecom if t.get("system") == "email"), None)
         phone = next((t.get("value") for t in telecom if t.get("system") == "phone"), None)
