@@ -106,6 +106,12 @@ class AllergyIntoleranceMapping(TableMapping):
         return resource
 
     def _values(self, ctx: Context, resource: Resource) -> tuple[int, AllergyIn]:
+        # FHIR's own rules (a code outside its required value set: 400) before prolo's (422).
+        check_code(
+            resource.get("criticality"),
+            ("low", "high", "unable-to-assess"),
+            path="AllergyIntolerance.criticality",
+        )
         patient_id = referenced_id(
             ctx, resource.get("patient"), "Patient", path="AllergyIntolerance.patient"
         )
@@ -116,11 +122,6 @@ class AllergyIntoleranceMapping(TableMapping):
                 "AllergyIntolerance.code needs a text or a display naming the substance",
                 expression=["AllergyIntolerance.code"],
             )
-        check_code(
-            resource.get("criticality"),
-            ("low", "high", "unable-to-assess"),
-            path="AllergyIntolerance.criticality",
-        )
         reaction = None
         for item in resource.get("reaction") or []:
             for manifestation in (item or {}).get("manifestation") or []:

@@ -143,6 +143,9 @@ class AppointmentMapping(TableMapping):
         return resource
 
     def _values(self, ctx: Context, resource: Resource) -> dict[str, Any]:
+        # FHIR's own rules (a malformed instant: 400) before prolo's (422).
+        starts_at = fhir_datetime(resource.get("start"), path="Appointment.start")
+        ends_at = fhir_datetime(resource.get("end"), path="Appointment.end")
         actors: dict[str, int] = {}
         for index, participant in enumerate(resource.get("participant") or []):
             actor = (participant or {}).get("actor")
@@ -184,8 +187,8 @@ class AppointmentMapping(TableMapping):
             "practitioner_id": actors["Practitioner"],
             "room_id": actors["Location"],
             "kind": kinds[0],
-            "starts_at": fhir_datetime(resource.get("start"), path="Appointment.start"),
-            "ends_at": fhir_datetime(resource.get("end"), path="Appointment.end"),
+            "starts_at": starts_at,
+            "ends_at": ends_at,
             "course_id": course_id,
             "status": resource.get("status"),
             "cancel_reason": str(reason["code"]) if reason else None,

@@ -132,6 +132,9 @@ class ConditionMapping(TableMapping):
         return resource
 
     def _values(self, ctx: Context, resource: Resource) -> tuple[int, DiagnosisIn]:
+        # FHIR's own rules (a malformed date: 400) before prolo's (422).
+        onset = resource.get("onsetDateTime") or (resource.get("onsetPeriod") or {}).get("start")
+        onset_date = fhir_date(onset, path="Condition.onsetDateTime")
         patient_id = referenced_id(
             ctx, resource.get("subject"), "Patient", path="Condition.subject"
         )
@@ -161,14 +164,13 @@ class ConditionMapping(TableMapping):
                 )
         elif resource.get("abatementDateTime") or resource.get("abatementPeriod"):
             status = "resolved"
-        onset = resource.get("onsetDateTime") or (resource.get("onsetPeriod") or {}).get("start")
         sites = [s for s in resource.get("bodySite") or [] if isinstance(s, dict)]
         values = {
             "code_system": system,
             "code": code,
             "display": display if system == "snomed" else None,
             "body_site": concept_text(sites[0]) if sites else None,
-            "onset_date": fhir_date(onset, path="Condition.onsetDateTime"),
+            "onset_date": onset_date,
             "clinical_status": status,
         }
         try:

@@ -148,7 +148,10 @@ class ConsentMapping(TableMapping):
         from prolo.courses.consent import CURRENT_VERSION
 
         status = resource.get("status")
+        # FHIR's own rules (a code outside its required value set, a malformed
+        # dateTime: 400) before prolo's (422).
         check_code(status, CONSENT_STATES, path="Consent.status")
+        signed = fhir_datetime(resource.get("dateTime"), path="Consent.dateTime")
         if status not in ("active", "inactive"):
             raise Unprocessable(
                 f"Consent.status {status!r} has no counterpart in prolo: a consent is given "
@@ -207,7 +210,6 @@ class ConsentMapping(TableMapping):
             for e in resource.get("extension") or []
             if isinstance(e, dict) and e.get("url") == STATEMENT_EXT
         ]
-        signed = fhir_datetime(resource.get("dateTime"), path="Consent.dateTime")
         return {
             "patient_id": patient_id,
             "course_id": courses[0],

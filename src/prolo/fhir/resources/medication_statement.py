@@ -78,6 +78,8 @@ _FIELDS = {
 def medication_values(resource: Resource, *, concept_key: str, dosage_key: str) -> dict[str, Any]:
     """Name, RxNorm code, dose and status from a MedicationStatement or MedicationRequest."""
     kind = resource.get("resourceType")
+    # FHIR's own rules (a code outside its required value set: 400) before prolo's (422).
+    check_code(resource.get("status"), FHIR_STATUSES[str(kind)], path=f"{kind}.status")
     concept = resource.get(concept_key)
     name = concept_text(concept)
     if not name:
@@ -86,7 +88,6 @@ def medication_values(resource: Resource, *, concept_key: str, dosage_key: str) 
             expression=[f"{kind}.{concept_key}"],
         )
     rx = first_coding(concept, codes.RXNORM)
-    check_code(resource.get("status"), FHIR_STATUSES[str(kind)], path=f"{kind}.status")
     status = STATUSES.get(str(resource.get("status")))
     if status is None:
         raise Unprocessable(
@@ -148,13 +149,14 @@ class MedicationStatementMapping(TableMapping):
         return resource
 
     def _values(self, ctx: Context, resource: Resource) -> tuple[int, MedicationIn, str | None]:
+        # First, as it checks the status against FHIR's value set (400) before prolo's rules.
+        values = medication_values(
+            resource, concept_key="medicationCodeableConcept", dosage_key="dosage"
+        )
         patient_id = referenced_id(
             ctx, resource.get("subject"), "Patient", path="MedicationStatement.subject"
         )
         check_patient_writable(ctx, patient_id, path="MedicationStatement.subject")
-        values = medication_values(
-            resource, concept_key="medicationCodeableConcept", dosage_key="dosage"
-        )
         notes = [n.get("text") for n in resource.get("note") or [] if isinstance(n, dict)]
         note = "\n".join(str(n) for n in notes if n) or None
         try:

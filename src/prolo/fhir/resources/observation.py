@@ -175,6 +175,9 @@ class ObservationMapping(TableMapping):
         from prolo.portal import service as portal
         from prolo.portal.schemas import ResponseIn
 
+        # FHIR's own rules (a malformed dateTime: 400) before prolo's (422).
+        effective = resource.get("effectiveDateTime") or resource.get("effectiveInstant")
+        authored_at = fhir_datetime(effective, path="Observation.effectiveDateTime")
         instrument_id, item_id = _measured_item(resource)
         status = resource.get("status")
         if status not in ("final", "amended", "corrected"):
@@ -186,7 +189,6 @@ class ObservationMapping(TableMapping):
             ctx, resource.get("subject"), "Patient", path="Observation.subject"
         )
         check_patient_writable(ctx, patient_id, path="Observation.subject")
-        effective = resource.get("effectiveDateTime") or resource.get("effectiveInstant")
         if effective is None:
             raise Unprocessable(
                 "Observation.effectiveDateTime: when the reading was taken is required",
@@ -205,7 +207,7 @@ class ObservationMapping(TableMapping):
                 timepoint="ad_hoc",
                 status="completed",
                 course_id=course_id,
-                authored_at=fhir_datetime(effective, path="Observation.effectiveDateTime"),
+                authored_at=authored_at,
             )
         except ValidationError as exc:
             raise pydantic_problem("Observation", exc, _FIELDS) from None

@@ -152,9 +152,10 @@ class PatientMapping(TableMapping):
         return resource
 
     def _demographics(self, ctx: Context, resource: Resource) -> PatientIn:
-        # FHIR's own rules (a code outside its required value set: 400) before prolo's
-        # (a name or birth date prolo needs: 422).
+        # FHIR's own rules (a code outside its required value set, a malformed
+        # date: 400) before prolo's (a name or birth date prolo needs: 422).
         check_code(resource.get("gender"), GENDERS, path="Patient.gender")
+        birth = fhir_date(resource.get("birthDate"), path="Patient.birthDate")
         names = [n for n in resource.get("name") or [] if isinstance(n, dict)]
         name = next((n for n in names if n.get("use") == "official"), None)
         name = name or next((n for n in names if n.get("use") in (None, "usual")), None)
@@ -166,7 +167,6 @@ class PatientMapping(TableMapping):
                 "Patient.name needs a family and a given name in prolo",
                 expression=["Patient.name"],
             )
-        birth = fhir_date(resource.get("birthDate"), path="Patient.birthDate")
         if birth is None:
             raise Unprocessable(
                 "Patient.birthDate is required by prolo", expression=["Patient.birthDate"]

@@ -526,7 +526,12 @@ class ProcedureMapping(TableMapping):
         compares equal to what it reads as.
         """
         status = resource.get("status")
+        # FHIR's own rules (a code outside its required value set, a malformed
+        # dateTime: 400) before prolo's (422).
         check_code(status, EVENT_STATUSES, path="Procedure.status")
+        performed = fhir_datetime(
+            resource.get("performedDateTime"), path="Procedure.performedDateTime"
+        )
         if status not in FROM_FHIR:
             raise Unprocessable(
                 f"Procedure.status {status!r} has no counterpart in prolo: a record is "
@@ -548,7 +553,6 @@ class ProcedureMapping(TableMapping):
                 "Procedure.performedDateTime is required by prolo (when the session was)",
                 expression=["Procedure.performedDateTime"],
             )
-        performed = fhir_datetime(resource["performedDateTime"], path="Procedure.performedDateTime")
         practitioner_id = None
         for index, performer in enumerate(resource.get("performer") or []):
             practitioner_id = referenced_id(

@@ -245,6 +245,8 @@ class QuestionnaireResponseMapping(TableMapping):
         from prolo.fhir.resources.questionnaire import by_url
         from prolo.portal.schemas import ResponseIn
 
+        # FHIR's own rules (a malformed dateTime: 400) before prolo's (422).
+        authored_at = fhir_datetime(resource.get("authored"), path="QuestionnaireResponse.authored")
         patient_id = referenced_id(
             ctx, resource.get("subject"), "Patient", path="QuestionnaireResponse.subject"
         )
@@ -287,9 +289,7 @@ class QuestionnaireResponseMapping(TableMapping):
                 timepoint=timepoint,
                 status=resource.get("status"),
                 course_id=course_id,
-                authored_at=fhir_datetime(
-                    resource.get("authored"), path="QuestionnaireResponse.authored"
-                ),
+                authored_at=authored_at,
                 idempotency_key=key,
             )
         except ValidationError as exc:

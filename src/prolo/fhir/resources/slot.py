@@ -347,6 +347,10 @@ class SlotMapping(DataMapping):
         """The closure a busy-unavailable Slot describes; 422 naming what does not fit."""
         from prolo.scheduling.schemas import ClosureIn
 
+        # FHIR's own rules (a malformed instant: 400) before prolo's (422).
+        moments = {
+            key: fhir_datetime(resource.get(key), path=f"Slot.{key}") for key in ("start", "end")
+        }
         status = resource.get("status")
         if status == "free":
             raise Unprocessable(
@@ -377,7 +381,7 @@ class SlotMapping(DataMapping):
         zone = _zone(ctx)
         days: list[dt.date] = []
         for key in ("start", "end"):
-            moment = fhir_datetime(resource.get(key), path=f"Slot.{key}")
+            moment = moments[key]
             local = moment.astimezone(zone) if moment else None
             if local is None or local.time() != dt.time(0, 0):
                 raise Unprocessable(
