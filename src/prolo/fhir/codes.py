@@ -41,6 +41,10 @@ PROLO_APPOINTMENT_EXT = f"{PROLO}/StructureDefinition/appointment"
 PROLO_AMENDS_EXT = f"{PROLO}/StructureDefinition/amends"
 QR_IDEMPOTENCY = f"{PROLO}/sid/questionnaire-response-key"
 
+# Timing.repeat.periodUnit (and durationUnit), a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-units-of-time.html (UCUM codes)
+UNITS_OF_TIME = ("s", "min", "h", "d", "wk", "mo", "a")
+
 CONDITION_STATUSES = {
     # FHIR condition-clinical -> prolo clinical_status (and back, for the first three)
     "active": "active",

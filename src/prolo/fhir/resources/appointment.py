@@ -32,6 +32,8 @@ from prolo.fhir.resources.base import (
     Meta,
     Resource,
     TableMapping,
+    check_code,
+    check_supported,
     fhir_datetime,
     first_coding,
     identifier_list,
@@ -52,6 +54,20 @@ from prolo.fhir.search import (
 )
 from prolo.scheduling.models import APPOINTMENT_STATUSES, Appointment
 
+# Appointment.status, a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-appointmentstatus.html
+FHIR_STATUSES = (
+    "proposed",
+    "pending",
+    "booked",
+    "arrived",
+    "fulfilled",
+    "cancelled",
+    "noshow",
+    "entered-in-error",
+    "checked-in",
+    "waitlist",
+)
 KINDS = {
     "consultation": "Consultation",
     "injection": "Injection session",
@@ -143,9 +159,18 @@ class AppointmentMapping(TableMapping):
         return resource
 
     def _values(self, ctx: Context, resource: Resource) -> dict[str, Any]:
-        # FHIR's own rules (a malformed instant: 400) before prolo's (422).
+        # FHIR's own rules (a code outside its required value set, a malformed
+        # instant: 400) before prolo's (422).
+        status = resource.get("status")
+        check_code(status, FHIR_STATUSES, path="Appointment.status")
         starts_at = fhir_datetime(resource.get("start"), path="Appointment.start")
         ends_at = fhir_datetime(resource.get("end"), path="Appointment.end")
+        check_supported(
+            status,
+            APPOINTMENT_STATUSES,
+            path="Appointment.status",
+            why=f"a prolo appointment is {' | '.join(APPOINTMENT_STATUSES)}",
+        )
         actors: dict[str, int] = {}
         for index, participant in enumerate(resource.get("participant") or []):
             actor = (participant or {}).get("actor")
@@ -190,7 +215,7 @@ class AppointmentMapping(TableMapping):
             "starts_at": starts_at,
             "ends_at": ends_at,
             "course_id": course_id,
-            "status": resource.get("status"),
+            "status": status,
             "cancel_reason": str(reason["code"]) if reason else None,
         }
 

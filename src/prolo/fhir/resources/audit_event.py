@@ -52,6 +52,7 @@ from prolo.fhir.resources.base import (
     Meta,
     Resource,
     TableMapping,
+    check_code,
     check_patient_writable,
     instant,
     referenced_id,
@@ -65,6 +66,10 @@ REST = codes.coding(codes.AUDIT_EVENT_TYPE, "rest", "RESTful Operation")
 LOGIN = codes.coding(DCM, "110114", "User Authentication")
 PATIENT_RECORD = codes.coding(DCM, "110110", "Patient Record")
 APPLICATION = codes.coding(DCM, "110100", "Application Activity")
+# AuditEvent.outcome, a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-audit-event-outcome.html. The log keeps every one
+# (security.models.AUDIT_OUTCOMES, the column's allowed values, is the same list).
+OUTCOMES = ("0", "4", "8", "12")
 SERVER = codes.coding(codes.AUDIT_SOURCE_TYPE, "4", "Application Server")
 PERSON = codes.coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1", "Person")
 SYSTEM_OBJECT = codes.coding(
@@ -206,17 +211,14 @@ class AuditEventMapping(TableMapping):
 
     def create(self, ctx: Context, resource: Resource) -> Any:
         """Append the reported event to the log; the entry written."""
+        # FHIR's own rules (a code outside its required value set: 400) before prolo's (422).
+        outcome = resource.get("outcome", "0")
+        check_code(outcome, OUTCOMES, path="AuditEvent.outcome")
         action = resource.get("action")
         if action not in AUDIT_ACTIONS:
             raise Unprocessable(
                 f"AuditEvent.action is required by prolo ({', '.join(AUDIT_ACTIONS)})",
                 expression=["AuditEvent.action"],
-            )
-        outcome = resource.get("outcome", "0")
-        if outcome not in AUDIT_OUTCOMES:
-            raise Unprocessable(
-                f"AuditEvent.outcome must be one of {', '.join(AUDIT_OUTCOMES)}",
-                expression=["AuditEvent.outcome"],
             )
         kind = resource.get("type") or {}
         subtypes = [s for s in resource.get("subtype") or [] if isinstance(s, dict)]

@@ -506,6 +506,13 @@ def check_code(value: Any, allowed: Sequence[str], *, path: str) -> None:
         )
 
 
+def check_supported(value: Any, supported: Sequence[str], *, path: str, why: str) -> None:
+    """Unprocessable (422) when a code FHIR allows at ``path`` (call :func:`check_code`
+    first) is not one prolo has a state for; ``why`` says what prolo records instead."""
+    if value is not None and value not in supported:
+        raise Unprocessable(f"{path} {value!r} is not supported by prolo: {why}", expression=[path])
+
+
 def check_patient_writable(ctx: Context, patient_id: int, *, path: str) -> Patient:
     """The patient a written resource belongs to, in the writer's clinic; 422 otherwise."""
     patient = ctx.session.get(Patient, patient_id)

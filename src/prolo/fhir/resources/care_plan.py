@@ -35,7 +35,9 @@ from prolo.fhir.resources.base import (
     Meta,
     Resource,
     TableMapping,
+    check_code,
     check_patient_writable,
+    check_supported,
     concept_text,
     first_coding,
     identifier_list,
@@ -51,6 +53,17 @@ from prolo.fhir.resources.base import (
 from prolo.fhir.search import Param, date_param, reference_param, split_token
 from prolo.patients.models import Diagnosis
 
+# CarePlan.status, a required binding in R4 (RequestStatus):
+# https://hl7.org/fhir/R4/valueset-request-status.html
+PLAN_STATUSES = (
+    "draft",
+    "active",
+    "on-hold",
+    "revoked",
+    "completed",
+    "entered-in-error",
+    "unknown",
+)
 # prolo status -> (CarePlan.status, activity.detail.status)
 STATUS = {
     "planned": ("active", "not-started"),
@@ -155,6 +168,20 @@ class CarePlanMapping(TableMapping):
         """What the resource says, in prolo's terms (figures left out are None)."""
         from prolo.knowledge.loader import load_conditions
 
+        # FHIR's own rules (codes outside their required value sets: 400) before prolo's
+        # (422). prolo reads the first activity only.
+        plan_status = resource.get("status")
+        check_code(plan_status, PLAN_STATUSES, path="CarePlan.status")
+        activities = [
+            (index, item)
+            for index, item in enumerate(resource.get("activity") or [])
+            if isinstance(item, dict)
+        ]
+        index, activity = activities[0] if activities else (0, {})
+        detail = activity.get("detail") or {}
+        repeat = ((detail.get("scheduledTiming") or {}).get("repeat")) or {}
+        unit_path = f"CarePlan.activity[{index}].detail.scheduledTiming.repeat.periodUnit"
+        check_code(repeat.get("periodUnit"), codes.UNITS_OF_TIME, path=unit_path)
         patient_id = referenced_id(ctx, resource.get("subject"), "Patient", path="CarePlan.subject")
         check_patient_writable(ctx, patient_id, path="CarePlan.subject")
         diagnosis_id = None
@@ -180,9 +207,6 @@ class CarePlanMapping(TableMapping):
                 expression=["CarePlan.category"],
             )
         practitioner_id = optional_reference(ctx, resource, "author", "Practitioner")
-        activities = [a for a in resource.get("activity") or [] if isinstance(a, dict)]
-        detail = (activities[0].get("detail") if activities else None) or {}
-        repeat = ((detail.get("scheduledTiming") or {}).get("repeat")) or {}
         figures: dict[str, Any] = {}
         for key, name in (
             ("count", "planned_sessions"),
@@ -198,14 +222,21 @@ class CarePlanMapping(TableMapping):
                     expression=["CarePlan.activity.detail.scheduledTiming"],
                 )
             figures[name] = int(value)
-        if repeat and repeat.get("periodUnit", "wk") != "wk":
-            raise Unprocessable(
-                "the session interval is in weeks (periodUnit wk)",
-                expression=["CarePlan.activity.detail.scheduledTiming"],
-            )
+        check_supported(
+            repeat.get("periodUnit"),
+            ("wk",),
+            path=unit_path,
+            why="the session interval is in weeks (periodUnit wk)",
+        )
         if "interval_weeks_min" in figures and "interval_weeks_max" not in figures:
             figures["interval_weeks_max"] = figures["interval_weeks_min"]
-        status = FROM_FHIR.get((str(resource.get("status")), str(detail.get("status", ""))))
+        check_supported(
+            plan_status,
+            ("active", "completed", "revoked"),
+            path="CarePlan.status",
+            why="a course is active (planned or running), completed or revoked (stopped)",
+        )
+        status = FROM_FHIR.get((str(plan_status), str(detail.get("status", ""))))
         if status is None:
             raise Unprocessable(
                 "CarePlan.status with activity.detail.status has no counterpart in prolo "

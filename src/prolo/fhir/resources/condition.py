@@ -32,6 +32,7 @@ from prolo.fhir.resources.base import (
     Resource,
     TableMapping,
     audit_write,
+    check_code,
     check_patient_writable,
     concept_text,
     fhir_date,
@@ -54,6 +55,10 @@ from prolo.patients.models import Diagnosis
 from prolo.patients.schemas import DiagnosisIn
 
 SYSTEMS = {"icd10cm": codes.ICD10CM, "snomed": codes.SNOMED}
+# Condition.clinicalStatus, a required binding in R4 (codes of
+# codes.CONDITION_CLINICAL; codes.CONDITION_STATUSES maps each to prolo's status):
+# https://hl7.org/fhir/R4/valueset-condition-clinical.html
+CLINICAL_STATUSES = ("active", "recurrence", "relapse", "inactive", "remission", "resolved")
 PROBLEM_LIST = codes.concept(codes.CONDITION_CATEGORY, "problem-list-item", "Problem List Item")
 _FIELDS = {
     "code": "Condition.code",
@@ -132,7 +137,11 @@ class ConditionMapping(TableMapping):
         return resource
 
     def _values(self, ctx: Context, resource: Resource) -> tuple[int, DiagnosisIn]:
-        # FHIR's own rules (a malformed date: 400) before prolo's (422).
+        # FHIR's own rules (a code outside its required value set, a malformed date: 400)
+        # before prolo's (422).
+        status_code = first_coding(resource.get("clinicalStatus"), codes.CONDITION_CLINICAL)
+        clinical = str(status_code["code"]) if status_code is not None else None
+        check_code(clinical, CLINICAL_STATUSES, path="Condition.clinicalStatus")
         onset = resource.get("onsetDateTime") or (resource.get("onsetPeriod") or {}).get("start")
         onset_date = fhir_date(onset, path="Condition.onsetDateTime")
         patient_id = referenced_id(
@@ -153,15 +162,9 @@ class ConditionMapping(TableMapping):
                 "Condition.code needs an ICD-10-CM or SNOMED CT coding",
                 expression=["Condition.code"],
             )
-        status_code = first_coding(resource.get("clinicalStatus"), codes.CONDITION_CLINICAL)
         status = "active"
-        if status_code is not None:
-            status = codes.CONDITION_STATUSES.get(str(status_code["code"]), "")
-            if not status:
-                raise Unprocessable(
-                    "Condition.clinicalStatus is not a condition-clinical code",
-                    expression=["Condition.clinicalStatus"],
-                )
+        if clinical is not None:
+            status = codes.CONDITION_STATUSES[clinical]  # prolo keeps every FHIR code
         elif resource.get("abatementDateTime") or resource.get("abatementPeriod"):
             status = "resolved"
         sites = [s for s in resource.get("bodySite") or [] if isinstance(s, dict)]

@@ -55,6 +55,7 @@ from prolo.fhir.resources.base import (
     audit_unchanged,
     check_code,
     check_patient_writable,
+    check_supported,
     fhir_datetime,
     first_coding,
     identifier_list,
@@ -74,6 +75,9 @@ STATEMENT_EXT = f"{codes.PROLO}/StructureDefinition/consent-statement"
 POLICY = f"{codes.PROLO}/consent-text/"
 # http://hl7.org/fhir/R4/valueset-consent-state-codes.html (a required binding)
 CONSENT_STATES = ("draft", "proposed", "active", "rejected", "inactive", "entered-in-error")
+# Consent.provision.type, a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-consent-provision-type.html
+PROVISION_TYPES = ("deny", "permit")
 
 
 def _status(value: str, modifier: str | None) -> ColumnElement[bool]:
@@ -151,6 +155,8 @@ class ConsentMapping(TableMapping):
         # FHIR's own rules (a code outside its required value set, a malformed
         # dateTime: 400) before prolo's (422).
         check_code(status, CONSENT_STATES, path="Consent.status")
+        provision = resource.get("provision") or {}
+        check_code(provision.get("type"), PROVISION_TYPES, path="Consent.provision.type")
         signed = fhir_datetime(resource.get("dateTime"), path="Consent.dateTime")
         if status not in ("active", "inactive"):
             raise Unprocessable(
@@ -174,12 +180,12 @@ class ConsentMapping(TableMapping):
                     "user); performer must be the Consent.patient",
                     expression=[path],
                 )
-        provision = resource.get("provision") or {}
-        if provision.get("type", "permit") != "permit":
-            raise Unprocessable(
-                "Consent.provision.type must be permit: prolo records consents given",
-                expression=["Consent.provision.type"],
-            )
+        check_supported(
+            provision.get("type"),
+            ("permit",),
+            path="Consent.provision.type",
+            why="prolo records consents given (permit), not refusals",
+        )
         courses = [
             referenced_id(ctx, d.get("reference"), "CarePlan", path="Consent.provision.data")
             for d in provision.get("data") or []

@@ -26,12 +26,17 @@ from prolo.fhir.resources.base import (
     Resource,
     TableMapping,
     audit_write,
+    check_code,
+    check_supported,
     identifier_list,
     put,
 )
 from prolo.fhir.search import Param, split_token, string_param
 
 ROOM = codes.concept(codes.LOCATION_PHYSICAL_TYPE, "ro", "Room")
+# Location.status, a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-location-status.html
+LOCATION_STATUSES = ("active", "suspended", "inactive")
 
 
 def _status(value: str, modifier: str | None) -> ColumnElement[bool]:
@@ -68,6 +73,9 @@ class LocationMapping(TableMapping):
         return resource
 
     def _values(self, ctx: Context, resource: Resource) -> dict[str, Any]:
+        # FHIR's own rules (a code outside its required value set: 400) before prolo's (422).
+        status = resource.get("status", "active")
+        check_code(status, LOCATION_STATUSES, path="Location.status")
         physical = resource.get("physicalType")
         if physical is not None:
             kinds = {
@@ -83,12 +91,12 @@ class LocationMapping(TableMapping):
         name = resource.get("name")
         if not isinstance(name, str) or not name.strip():
             raise Unprocessable("Location.name is required by prolo", expression=["Location.name"])
-        status = resource.get("status", "active")
-        if status not in ("active", "inactive"):
-            raise Unprocessable(
-                "Location.status must be active or inactive in prolo",
-                expression=["Location.status"],
-            )
+        check_supported(
+            status,
+            ("active", "inactive"),
+            path="Location.status",
+            why="a room is active or inactive in prolo",
+        )
         return {"name": name.strip()[:100], "active": status == "active"}
 
     def _check_name(self, ctx: Context, name: str, row_id: int | None) -> None:

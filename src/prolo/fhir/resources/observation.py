@@ -53,6 +53,7 @@ from prolo.fhir.resources.base import (
     Meta,
     Resource,
     TableMapping,
+    check_code,
     check_patient_writable,
     fhir_datetime,
     identifier_list,
@@ -67,6 +68,20 @@ from prolo.fhir.search import Param, date_param, reference_param, split_token
 from prolo.portal.models import Score
 
 SURVEY = codes.concept(codes.OBSERVATION_CATEGORY, "survey", "Survey")
+# Observation.status, a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-observation-status.html
+OBSERVATION_STATUSES = (
+    "registered",
+    "preliminary",
+    "final",
+    "amended",
+    "corrected",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+)
+# The ones an outside reading is recorded with (the others are not a finished reading).
+RECORDED_STATUSES = ("final", "amended", "corrected")
 
 
 @cache
@@ -175,14 +190,18 @@ class ObservationMapping(TableMapping):
         from prolo.portal import service as portal
         from prolo.portal.schemas import ResponseIn
 
-        # FHIR's own rules (a malformed dateTime: 400) before prolo's (422).
+        # FHIR's own rules (a code outside its required value set, a malformed
+        # dateTime: 400) before prolo's (422).
+        status = resource.get("status")
+        check_code(status, OBSERVATION_STATUSES, path="Observation.status")
         effective = resource.get("effectiveDateTime") or resource.get("effectiveInstant")
         authored_at = fhir_datetime(effective, path="Observation.effectiveDateTime")
         instrument_id, item_id = _measured_item(resource)
-        status = resource.get("status")
-        if status not in ("final", "amended", "corrected"):
+        if status not in RECORDED_STATUSES:
+            said = "is missing" if status is None else f"{status!r} is not supported by prolo"
             raise Unprocessable(
-                f"Observation.status: only a final reading is recorded, not {status}",
+                f"Observation.status {said}: only a final reading "
+                f"({', '.join(RECORDED_STATUSES)}) is recorded",
                 expression=["Observation.status"],
             )
         patient_id = referenced_id(

@@ -50,6 +50,8 @@ from prolo.fhir.resources.base import (
     Resource,
     TableMapping,
     audit_unchanged,
+    check_code,
+    check_supported,
     fhir_datetime,
     identifier_list,
     instant,
@@ -63,6 +65,9 @@ from prolo.fhir.search import Param, code_param, date_param, reference_param
 from prolo.portal.models import QuestionnaireResponse
 
 AnswerMap = dict[str, tuple[str, dict[float, dict[str, str]]]]
+# QuestionnaireResponse.status, a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-questionnaire-answers-status.html
+FHIR_STATUSES = ("in-progress", "completed", "amended", "entered-in-error", "stopped")
 
 
 @cache
@@ -206,6 +211,8 @@ class QuestionnaireResponseMapping(TableMapping):
         from prolo.portal import service as portal
         from prolo.portal.schemas import DraftUpdateIn
 
+        # FHIR's own rules (a code outside its required value set: 400) before prolo's (422).
+        check_code(resource.get("status"), FHIR_STATUSES, path="QuestionnaireResponse.status")
         canonical = str(resource.get("questionnaire") or "").split("|")[0]
         if canonical != questionnaire_url(row.instrument_id):
             # Checked before the answers, which would be read against the wrong items.
@@ -245,7 +252,10 @@ class QuestionnaireResponseMapping(TableMapping):
         from prolo.fhir.resources.questionnaire import by_url
         from prolo.portal.schemas import ResponseIn
 
-        # FHIR's own rules (a malformed dateTime: 400) before prolo's (422).
+        # FHIR's own rules (a code outside its required value set, a malformed dateTime:
+        # 400) before prolo's (422).
+        status = resource.get("status")
+        check_code(status, FHIR_STATUSES, path="QuestionnaireResponse.status")
         authored_at = fhir_datetime(resource.get("authored"), path="QuestionnaireResponse.authored")
         patient_id = referenced_id(
             ctx, resource.get("subject"), "Patient", path="QuestionnaireResponse.subject"
@@ -282,12 +292,19 @@ class QuestionnaireResponseMapping(TableMapping):
         raw_ident = resource.get("identifier")
         ident: dict[str, Any] = raw_ident if isinstance(raw_ident, dict) else {}
         key = ident.get("value") if ident.get("system") == codes.QR_IDEMPOTENCY else None
+        check_supported(
+            status,
+            ("in-progress", "completed"),
+            path="QuestionnaireResponse.status",
+            why="a response is in-progress or completed; a completed one is scored and "
+            "fixed, so submit a new response to correct it",
+        )
         try:
             data = ResponseIn(
                 answers=answers,
                 instrument_id=instrument_id,
                 timepoint=timepoint,
-                status=resource.get("status"),
+                status=status,
                 course_id=course_id,
                 authored_at=authored_at,
                 idempotency_key=key,

@@ -60,6 +60,7 @@ from prolo.fhir.resources.base import (
     DataMapping,
     Meta,
     Resource,
+    check_code,
     fhir_datetime,
     instant,
     named_fields,
@@ -82,7 +83,9 @@ from prolo.scheduling.models import CalendarClosure
 
 DEFAULT_DAYS = 7
 CLOSURE_PREFIX = "closure-"
-STATUSES = ("free", "busy-unavailable")
+STATUSES = ("free", "busy-unavailable")  # the ones prolo shows
+# Slot.status, a required binding in R4: https://hl7.org/fhir/R4/valueset-slotstatus.html
+SLOT_STATUSES = ("busy", "free", "busy-unavailable", "busy-tentative", "entered-in-error")
 _FIELDS = {
     "first_day": "Slot.start",
     "last_day": "Slot.end",
@@ -347,27 +350,30 @@ class SlotMapping(DataMapping):
         """The closure a busy-unavailable Slot describes; 422 naming what does not fit."""
         from prolo.scheduling.schemas import ClosureIn
 
-        # FHIR's own rules (a malformed instant: 400) before prolo's (422).
+        # FHIR's own rules (a code outside its required value set, a malformed instant:
+        # 400) before prolo's (422).
+        status = resource.get("status")
+        check_code(status, SLOT_STATUSES, path="Slot.status")
         moments = {
             key: fhir_datetime(resource.get(key), path=f"Slot.{key}") for key in ("start", "end")
         }
-        status = resource.get("status")
         if status == "free":
             raise Unprocessable(
-                "Slot.status: free Slots are computed from the Schedule's working hours, "
-                "closures and bookings; prolo has no one-off availability to add. Change "
-                "the working hours with PUT Schedule/<id> instead",
+                "Slot.status 'free' is not supported by prolo: free Slots are computed from "
+                "the Schedule's working hours, closures and bookings; prolo has no one-off "
+                "availability to add. Change the working hours with PUT Schedule/<id> instead",
                 expression=["Slot.status"],
             )
         if status in ("busy", "busy-tentative"):
             raise Unprocessable(
-                f"Slot.status: {status} time is an Appointment in prolo: POST an Appointment",
+                f"Slot.status {status!r} is not supported by prolo: busy time is an "
+                "Appointment in prolo, so POST an Appointment",
                 expression=["Slot.status"],
             )
         if status != "busy-unavailable":
+            said = "is missing" if status is None else f"{status!r} is not supported by prolo"
             raise Unprocessable(
-                f"Slot.status: a Slot written to prolo is busy-unavailable (a closure), "
-                f"not {status}",
+                f"Slot.status {said}: a Slot written to prolo is busy-unavailable (a closure)",
                 expression=["Slot.status"],
             )
         if resource.get("serviceType"):
@@ -424,6 +430,7 @@ class SlotMapping(DataMapping):
 
         if not resource_id.startswith(CLOSURE_PREFIX):
             self.read(ctx, resource_id)  # 404 when there is no such free Slot
+            check_code(resource.get("status"), SLOT_STATUSES, path="Slot.status")
             raise Unprocessable(
                 f"Slot/{resource_id} is a computed free start: book it with POST Appointment; "
                 "free time changes with the Schedule's working hours or a closure",
