@@ -23,9 +23,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from prolo.fhir import codes
-from prolo.fhir.resources.audit_event import OUTCOMES
+from prolo.fhir.resources.audit_event import ACTIONS, OUTCOMES
 from prolo.fhir.resources.consent import SCOPE_SYSTEM
-from prolo.security.models import AUDIT_OUTCOMES
+from prolo.security.models import AUDIT_ACTIONS, AUDIT_OUTCOMES
 from tests.fhir.conftest import World
 from tests.fhir.helpers import parse
 from tests.fhir.test_calendar_writes import closure_slot, future_day
@@ -41,6 +41,14 @@ def _set_status(resource: Resource, code: str) -> None:
     resource["status"] = code
 
 
+def _set_intent(resource: Resource, code: str) -> None:
+    resource["intent"] = code
+
+
+def _set_activity_status(resource: Resource, code: str) -> None:
+    resource["activity"][0]["detail"]["status"] = code
+
+
 def _set_period_unit(resource: Resource, code: str) -> None:
     resource["activity"][0]["detail"]["scheduledTiming"]["repeat"]["periodUnit"] = code
 
@@ -51,6 +59,10 @@ def _set_provision_type(resource: Resource, code: str) -> None:
 
 def _set_outcome(resource: Resource, code: str) -> None:
     resource["outcome"] = code
+
+
+def _set_action(resource: Resource, code: str) -> None:
+    resource["action"] = code
 
 
 def _set_clinical_status(resource: Resource, code: str) -> None:
@@ -181,6 +193,38 @@ CASES = (
     ),
     Case(
         "CarePlan",
+        "CarePlan.intent",
+        _set_intent,
+        # https://hl7.org/fhir/R4/valueset-care-plan-intent.html
+        ("proposal", "plan", "order", "option"),
+        outside="directive",
+        unsupported="proposal",
+        supported="plan",
+        prolo={"category": None},
+    ),
+    Case(
+        "CarePlan",
+        "CarePlan.activity[0].detail.status",
+        _set_activity_status,
+        # https://hl7.org/fhir/R4/valueset-care-plan-activity-status.html
+        (
+            "not-started",
+            "scheduled",
+            "in-progress",
+            "on-hold",
+            "completed",
+            "cancelled",
+            "stopped",
+            "unknown",
+            "entered-in-error",
+        ),
+        outside="planned",
+        unsupported="on-hold",
+        supported="scheduled",
+        prolo={"category": None},
+    ),
+    Case(
+        "CarePlan",
         UNIT,
         _set_period_unit,
         # https://hl7.org/fhir/R4/valueset-units-of-time.html
@@ -222,6 +266,17 @@ CASES = (
         unsupported=None,
         supported="8",
         prolo={"action": None},
+    ),
+    Case(
+        "AuditEvent",
+        "AuditEvent.action",
+        _set_action,
+        # https://hl7.org/fhir/R4/valueset-audit-event-action.html
+        ("C", "R", "U", "D", "E"),
+        outside="X",
+        unsupported=None,
+        supported="E",
+        prolo={"entity": [{"what": {"reference": "Patient/2147483000"}}]},
     ),
     Case(
         "Condition",
@@ -397,8 +452,86 @@ def test_a_slot_that_is_a_computed_free_start_hears_about_fhirs_codes_first(
     issue_of(client.put(url, json=free, headers=world.admin_headers), 422, "business-rule")
 
 
-def test_prolo_keeps_every_outcome_and_clinical_status_fhir_has() -> None:
+def test_prolo_keeps_every_action_outcome_and_clinical_status_fhir_has() -> None:
     """The elements with no unsupported case: every FHIR code has a place in prolo."""
     assert set(OUTCOMES) == set(AUDIT_OUTCOMES)
+    assert set(ACTIONS) == set(AUDIT_ACTIONS)
     clinical = next(c for c in CASES if c.type_name == "Condition").allowed
     assert set(codes.CONDITION_STATUSES) == set(clinical)
+
+
+# Condition.clinicalStatus is a CodeableConcept with a required binding: FHIR R4 asks for
+# at least one coding, one of them from the value set, and text is no substitute
+# (https://hl7.org/fhir/R4/terminologies.html#required). Absent, it is left to prolo.
+NO_CLINICAL_CODING = {
+    "text-only": {"text": "Active"},
+    "other-system": {
+        "coding": [{"system": "https://ehr.example.org/problem-status", "code": "active"}]
+    },
+    "system-without-code": {
+        "coding": [{"system": codes.CONDITION_CLINICAL, "display": "Active"}],
+        "text": "Active",
+    },
+}
+CLINICAL = next(c for c in CASES if c.type_name == "Condition")
+
+
+def assert_no_clinical_coding(r: Any, *, prefix: str = "") -> None:
+    issue = issue_of(r, 400, "code-invalid")
+    assert issue["expression"] == [f"{prefix}Condition.clinicalStatus"], issue
+    assert codes.CONDITION_CLINICAL in issue["diagnostics"], issue
+    assert ", ".join(CLINICAL.allowed) in issue["diagnostics"], issue
+
+
+@pytest.mark.parametrize("concept", list(NO_CLINICAL_CODING.values()), ids=list(NO_CLINICAL_CODING))
+def test_a_clinical_status_without_a_condition_clinical_coding_is_code_invalid(
+    client: TestClient, session: Session, world: World, concept: Resource
+) -> None:
+    """Over REST create and update and in a transaction, which writes nothing; with a
+    fault prolo refuses elsewhere too (a code it cannot file), it is still the 400."""
+    body = {**_body(session, world, "Condition"), "clinicalStatus": concept}
+    before = footprint(session)
+
+    assert_no_clinical_coding(client.post("/fhir/Condition", json=body, headers=world.headers))
+    both = CLINICAL.with_prolo_fault(body)
+    assert_no_clinical_coding(client.post("/fhir/Condition", json=both, headers=world.headers))
+    bundle = transaction(BODIES["Patient"](session, world, 1), body)
+    assert_no_clinical_coding(
+        client.post("/fhir", json=bundle, headers=world.headers), prefix="Bundle.entry[1].resource."
+    )
+    url = f"/fhir/Condition/{world.diagnosis.id}"
+    current = client.get(url, headers=world.headers).json()
+    assert current["clinicalStatus"]["coding"][0]["system"] == codes.CONDITION_CLINICAL
+    changed = {**current, "clinicalStatus": concept}
+    assert_no_clinical_coding(client.put(url, json=changed, headers=world.headers))
+    assert footprint(session) == before
+
+
+def test_a_condition_without_a_clinical_status_is_taken_as_before(
+    client: TestClient, session: Session, world: World
+) -> None:
+    """Absent: active, or resolved when the Condition says it abated; a condition-clinical
+    coding next to text and another system's coding is what counts."""
+    body = _body(session, world, "Condition")
+    assert "clinicalStatus" not in body
+    r = client.post("/fhir/Condition", json=body, headers=world.headers)
+    assert r.status_code == 201, r.text
+    parse(r.json())
+    assert r.json()["clinicalStatus"]["coding"][0]["code"] == "active"
+
+    abated = {**BODIES["Condition"](session, world, 2), "abatementDateTime": "2024-05-01"}
+    r = client.post("/fhir/Condition", json=abated, headers=world.headers)
+    assert r.status_code == 201, r.text
+    parse(r.json())
+    assert r.json()["clinicalStatus"]["coding"][0]["code"] == "resolved"
+
+    other = NO_CLINICAL_CODING["other-system"]["coding"]
+    mixed = {
+        "coding": [*other, codes.coding(codes.CONDITION_CLINICAL, "remission")],
+        "text": "In remission",
+    }
+    body = {**BODIES["Condition"](session, world, 3), "clinicalStatus": mixed}
+    r = client.post("/fhir/Condition", json=body, headers=world.headers)
+    assert r.status_code == 201, r.text
+    parse(r.json())
+    assert r.json()["clinicalStatus"]["coding"][0]["code"] == "inactive"

@@ -70,6 +70,10 @@ APPLICATION = codes.coding(DCM, "110100", "Application Activity")
 # https://hl7.org/fhir/R4/valueset-audit-event-outcome.html. The log keeps every one
 # (security.models.AUDIT_OUTCOMES, the column's allowed values, is the same list).
 OUTCOMES = ("0", "4", "8", "12")
+# AuditEvent.action, a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-audit-event-action.html. The log keeps every one
+# (security.models.AUDIT_ACTIONS, the column's allowed values, is the same list).
+ACTIONS = ("C", "R", "U", "D", "E")
 SERVER = codes.coding(codes.AUDIT_SOURCE_TYPE, "4", "Application Server")
 PERSON = codes.coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1", "Person")
 SYSTEM_OBJECT = codes.coding(
@@ -211,11 +215,12 @@ class AuditEventMapping(TableMapping):
 
     def create(self, ctx: Context, resource: Resource) -> Any:
         """Append the reported event to the log; the entry written."""
-        # FHIR's own rules (a code outside its required value set: 400) before prolo's (422).
+        # FHIR's own rules (codes outside their required value sets: 400) before prolo's (422).
         outcome = resource.get("outcome", "0")
         check_code(outcome, OUTCOMES, path="AuditEvent.outcome")
         action = resource.get("action")
-        if action not in AUDIT_ACTIONS:
+        check_code(action, ACTIONS, path="AuditEvent.action")
+        if action is None:  # 0..1 in FHIR; the log records what was done
             raise Unprocessable(
                 f"AuditEvent.action is required by prolo ({', '.join(AUDIT_ACTIONS)})",
                 expression=["AuditEvent.action"],

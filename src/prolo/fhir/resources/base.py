@@ -506,6 +506,29 @@ def check_code(value: Any, allowed: Sequence[str], *, path: str) -> None:
         )
 
 
+def required_concept_code(
+    concept: Any, system: str, allowed: Sequence[str], *, path: str
+) -> str | None:
+    """The code of a CodeableConcept FHIR binds to a required value set of ``system``'s
+    ``allowed`` codes; None when the element is absent. CodeInvalid (400) when it has no
+    coding of ``system`` or its code is not allowed."""
+    if concept is None:
+        return None
+    found = first_coding(concept, system)
+    if found is None:
+        # R4 asks for a coding from the value set; text, or codings of other systems,
+        # alone do not meet a required binding:
+        # https://hl7.org/fhir/R4/terminologies.html#required
+        raise CodeInvalid(
+            f"{path} needs a coding from {system} (one of {', '.join(allowed)}); text or "
+            "codings of other systems alone do not meet FHIR's required binding",
+            expression=[path],
+        )
+    code = str(found["code"])
+    check_code(code, allowed, path=path)
+    return code
+
+
 def check_supported(value: Any, supported: Sequence[str], *, path: str, why: str) -> None:
     """Unprocessable (422) when a code FHIR allows at ``path`` (call :func:`check_code`
     first) is not one prolo has a state for; ``why`` says what prolo records instead."""

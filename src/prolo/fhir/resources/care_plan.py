@@ -5,7 +5,8 @@ See: https://hl7.org/fhir/R4/careplan.html
 - ``status``: a planned or running course is ``active`` (its activity says
   ``not-started`` or ``in-progress``), a completed one ``completed``, a stopped one
   ``revoked`` with the stop reason as the activity's ``statusReason``
-  (``.../CodeSystem/course-stop-reason``); ``intent`` is ``plan``;
+  (``.../CodeSystem/course-stop-reason``); ``intent`` is ``plan`` (a write with another
+  intent FHIR allows is a 422: prolo keeps no proposals, orders or options);
 - ``category``: the knowledge-base condition (``.../CodeSystem/knowledge-condition``);
 - ``addresses``: the diagnosis (Condition); ``author``: the practitioner;
 - ``period``: started and ended dates;
@@ -64,6 +65,22 @@ PLAN_STATUSES = (
     "entered-in-error",
     "unknown",
 )
+# CarePlan.intent, a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-care-plan-intent.html
+INTENTS = ("proposal", "plan", "order", "option")
+# CarePlan.activity.detail.status, a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-care-plan-activity-status.html
+ACTIVITY_STATUSES = (
+    "not-started",
+    "scheduled",
+    "in-progress",
+    "on-hold",
+    "completed",
+    "cancelled",
+    "stopped",
+    "unknown",
+    "entered-in-error",
+)
 # prolo status -> (CarePlan.status, activity.detail.status)
 STATUS = {
     "planned": ("active", "not-started"),
@@ -79,6 +96,8 @@ FROM_FHIR = {
     ("revoked", "stopped"): "stopped",
     ("revoked", "cancelled"): "stopped",
 }
+# The activity statuses a course has a state for (with the plan's status, FROM_FHIR).
+COURSE_ACTIVITY_STATUSES = tuple(dict.fromkeys(detail for _plan, detail in FROM_FHIR))
 
 
 def _status(value: str, modifier: str | None) -> ColumnElement[bool]:
@@ -172,6 +191,8 @@ class CarePlanMapping(TableMapping):
         # (422). prolo reads the first activity only.
         plan_status = resource.get("status")
         check_code(plan_status, PLAN_STATUSES, path="CarePlan.status")
+        intent = resource.get("intent")
+        check_code(intent, INTENTS, path="CarePlan.intent")
         activities = [
             (index, item)
             for index, item in enumerate(resource.get("activity") or [])
@@ -179,6 +200,9 @@ class CarePlanMapping(TableMapping):
         ]
         index, activity = activities[0] if activities else (0, {})
         detail = activity.get("detail") or {}
+        detail_status = detail.get("status")
+        status_path = f"CarePlan.activity[{index}].detail.status"
+        check_code(detail_status, ACTIVITY_STATUSES, path=status_path)
         repeat = ((detail.get("scheduledTiming") or {}).get("repeat")) or {}
         unit_path = f"CarePlan.activity[{index}].detail.scheduledTiming.repeat.periodUnit"
         check_code(repeat.get("periodUnit"), codes.UNITS_OF_TIME, path=unit_path)
@@ -236,7 +260,20 @@ class CarePlanMapping(TableMapping):
             path="CarePlan.status",
             why="a course is active (planned or running), completed or revoked (stopped)",
         )
-        status = FROM_FHIR.get((str(plan_status), str(detail.get("status", ""))))
+        check_supported(
+            intent,
+            ("plan",),
+            path="CarePlan.intent",
+            why="a course is the treating clinic's plan (intent plan), read back as one",
+        )
+        check_supported(
+            detail_status,
+            COURSE_ACTIVITY_STATUSES,
+            path=status_path,
+            why="a course's sessions are not started (or scheduled), in progress, "
+            "completed, or stopped (or cancelled); prolo has no pause or unknown state",
+        )
+        status = FROM_FHIR.get((str(plan_status), str(detail_status or "")))
         if status is None:
             raise Unprocessable(
                 "CarePlan.status with activity.detail.status has no counterpart in prolo "

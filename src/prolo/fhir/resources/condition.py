@@ -4,9 +4,10 @@ See: https://hl7.org/fhir/R4/condition.html
 
 - ``code``: one coding, ICD-10-CM (``http://hl7.org/fhir/sid/icd-10-cm``) or SNOMED CT
   (``http://snomed.info/sct``), with the display;
-- ``clinicalStatus`` from condition-clinical; ``category`` problem-list-item (prolo's
-  diagnoses are the chart's problem list); ``bodySite`` as text; ``onsetDateTime``
-  the onset date; ``recordedDate``;
+- ``clinicalStatus`` from condition-clinical (a write that gives one needs that coding,
+  FHIR's binding being required; left out, it is active, or resolved when the Condition
+  has abated); ``category`` problem-list-item (prolo's diagnoses are the chart's problem
+  list); ``bodySite`` as text; ``onsetDateTime`` the onset date; ``recordedDate``;
 - the knowledge-base entry the code matched is an extension
   (``.../StructureDefinition/knowledge-condition``, the condition id).
 
@@ -32,7 +33,6 @@ from prolo.fhir.resources.base import (
     Resource,
     TableMapping,
     audit_write,
-    check_code,
     check_patient_writable,
     concept_text,
     fhir_date,
@@ -43,6 +43,7 @@ from prolo.fhir.resources.base import (
     pydantic_problem,
     ref,
     referenced_id,
+    required_concept_code,
 )
 from prolo.fhir.search import (
     Param,
@@ -55,7 +56,7 @@ from prolo.patients.models import Diagnosis
 from prolo.patients.schemas import DiagnosisIn
 
 SYSTEMS = {"icd10cm": codes.ICD10CM, "snomed": codes.SNOMED}
-# Condition.clinicalStatus, a required binding in R4 (codes of
+# Condition.clinicalStatus, a CodeableConcept with a required binding in R4 (codes of
 # codes.CONDITION_CLINICAL; codes.CONDITION_STATUSES maps each to prolo's status):
 # https://hl7.org/fhir/R4/valueset-condition-clinical.html
 CLINICAL_STATUSES = ("active", "recurrence", "relapse", "inactive", "remission", "resolved")
@@ -139,9 +140,12 @@ class ConditionMapping(TableMapping):
     def _values(self, ctx: Context, resource: Resource) -> tuple[int, DiagnosisIn]:
         # FHIR's own rules (a code outside its required value set, a malformed date: 400)
         # before prolo's (422).
-        status_code = first_coding(resource.get("clinicalStatus"), codes.CONDITION_CLINICAL)
-        clinical = str(status_code["code"]) if status_code is not None else None
-        check_code(clinical, CLINICAL_STATUSES, path="Condition.clinicalStatus")
+        clinical = required_concept_code(
+            resource.get("clinicalStatus"),
+            codes.CONDITION_CLINICAL,
+            CLINICAL_STATUSES,
+            path="Condition.clinicalStatus",
+        )
         onset = resource.get("onsetDateTime") or (resource.get("onsetPeriod") or {}).get("start")
         onset_date = fhir_date(onset, path="Condition.onsetDateTime")
         patient_id = referenced_id(
