@@ -15,6 +15,10 @@ SEXES = ("female", "male", "other", "unknown")
 CODE_SYSTEMS = ("icd10cm", "snomed")
 CLINICAL_STATUSES = ("active", "resolved", "inactive")
 ALLERGY_CRITICALITIES = ("low", "high", "unable-to-assess")
+# How certain an allergy is, as FHIR's allergyintolerance-verification codes
+# (https://hl7.org/fhir/R4/valueset-allergyintolerance-verification.html); NULL when not
+# recorded. Refuted and entered-in-error allergies are not kept: the chart lists current ones.
+ALLERGY_VERIFICATIONS = ("confirmed", "unconfirmed")
 MEDICATION_STATUSES = ("active", "stopped", "on-hold")
 
 
@@ -82,16 +86,21 @@ class Diagnosis(Base):
 
 
 class Allergy(Base):
-    """An allergy or intolerance; injectate components matter for screening."""
+    """A current allergy or intolerance; injectate components matter for screening, which
+    acts on every listed allergy, confirmed or not."""
 
     __tablename__ = "allergy"
-    __table_args__ = (one_of("criticality", ALLERGY_CRITICALITIES),)
+    __table_args__ = (
+        one_of("criticality", ALLERGY_CRITICALITIES),
+        one_of("verification_status", ALLERGY_VERIFICATIONS),
+    )
 
     id: Mapped[int] = id_column()
     patient_id: Mapped[int] = fk("patient.id", ondelete="CASCADE")
     substance: Mapped[str] = mapped_column(String(200))
     reaction: Mapped[str | None] = mapped_column(String(200))
     criticality: Mapped[str] = mapped_column(String(20), default="unable-to-assess")
+    verification_status: Mapped[str | None] = mapped_column(String(12))  # None: not recorded
     recorded_at: Mapped[dt.datetime] = created_column()
 
     patient: Mapped[Patient] = relationship(back_populates="allergies")

@@ -100,9 +100,12 @@ class DiagnosisOut(BaseModel):
 
 
 class AllergyIn(_In):
+    """A current allergy; ``verification_status`` None when how certain it is was not said."""
+
     substance: str = Field(min_length=1, max_length=200)
     reaction: str | None = Field(default=None, max_length=200)
     criticality: Literal["low", "high", "unable-to-assess"] = "unable-to-assess"
+    verification_status: Literal["confirmed", "unconfirmed"] | None = None
 
 
 class AllergyOut(BaseModel):
@@ -112,6 +115,7 @@ class AllergyOut(BaseModel):
     substance: str
     reaction: str | None
     criticality: str
+    verification_status: str | None
 
 
 class MedicationIn(_In):

@@ -3,9 +3,23 @@
 See: https://hl7.org/fhir/R4/allergyintolerance.html
 
 prolo records the substance as text (no code system is kept), the reaction as text
-and the criticality (``low | high | unable-to-assess``, the FHIR value set). Every
-recorded allergy is current (entries made in error are removed), so
-``clinicalStatus`` is ``active``.
+and the criticality (``low | high | unable-to-assess``, the FHIR value set). The chart
+lists current allergies only, and the procedure pre-check acts on every one of them
+(an allergy naming the injectate's solution or anaesthetic counts as that allergy);
+entries made in error are removed. So, on a write:
+
+- ``clinicalStatus`` (allergyintolerance-clinical, a required binding): ``active`` is
+  taken; ``inactive`` and ``resolved`` are a 422, since prolo has no place for an
+  allergy that no longer applies and would list it as current. Left out, the allergy is
+  current, as before. It always reads back ``active``.
+- ``verificationStatus`` (allergyintolerance-verification, a required binding):
+  ``confirmed`` and ``unconfirmed`` are kept (the ``verification_status`` column) and
+  read back the same; an unconfirmed allergy stays on the chart, marked so, because a
+  suspected allergy to an injectate component is still one to act on. ``refuted`` and
+  ``entered-in-error`` are a 422: prolo would list the allergy as current. Left out,
+  nothing is recorded and none is read back (as for allergies added on the chart).
+- A code outside either value set, or a status without a coding of its system, is a
+  400 ``code-invalid`` (:func:`~prolo.fhir.resources.base.required_concept_code`).
 
 Creates go through :func:`prolo.patients.service.add_allergy`; an update is written
 here and audited (no domain service updates an allergy yet).
@@ -29,6 +43,7 @@ from prolo.fhir.resources.base import (
     audit_write,
     check_code,
     check_patient_writable,
+    check_supported,
     concept_text,
     identifier_list,
     instant,
@@ -36,6 +51,7 @@ from prolo.fhir.resources.base import (
     pydantic_problem,
     ref,
     referenced_id,
+    required_concept_code,
 )
 from prolo.fhir.search import (
     Param,
@@ -47,13 +63,21 @@ from prolo.fhir.search import (
     string_param,
 )
 from prolo.patients import service as patients
-from prolo.patients.models import Allergy
+from prolo.patients.models import ALLERGY_VERIFICATIONS, Allergy
 from prolo.patients.schemas import AllergyIn
 
+# AllergyIntolerance.clinicalStatus, a CodeableConcept with a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-allergyintolerance-clinical.html
+CLINICAL_STATUSES = ("active", "inactive", "resolved")
+# AllergyIntolerance.verificationStatus, a CodeableConcept with a required binding in R4:
+# https://hl7.org/fhir/R4/valueset-allergyintolerance-verification.html
+VERIFICATION_STATUSES = ("unconfirmed", "confirmed", "refuted", "entered-in-error")
+VERIFICATION_DISPLAY = {"confirmed": "Confirmed", "unconfirmed": "Unconfirmed"}
 _FIELDS = {
     "substance": "AllergyIntolerance.code",
     "reaction": "AllergyIntolerance.reaction",
     "criticality": "AllergyIntolerance.criticality",
+    "verification_status": "AllergyIntolerance.verificationStatus",
 }
 
 
@@ -97,6 +121,12 @@ class AllergyIntoleranceMapping(TableMapping):
         }
         put(resource, "identifier", identifier_list(meta))
         resource["clinicalStatus"] = codes.concept(codes.ALLERGY_CLINICAL, "active", "Active")
+        if row.verification_status:
+            resource["verificationStatus"] = codes.concept(
+                codes.ALLERGY_VERIFICATION,
+                row.verification_status,
+                VERIFICATION_DISPLAY[row.verification_status],
+            )
         resource["criticality"] = row.criticality
         resource["code"] = {"text": row.substance}
         resource["patient"] = ref("Patient", row.patient_id)
@@ -106,11 +136,39 @@ class AllergyIntoleranceMapping(TableMapping):
         return resource
 
     def _values(self, ctx: Context, resource: Resource) -> tuple[int, AllergyIn]:
-        # FHIR's own rules (a code outside its required value set: 400) before prolo's (422).
+        # FHIR's own rules (codes outside their required value sets: 400) before prolo's (422).
+        clinical = required_concept_code(
+            resource.get("clinicalStatus"),
+            codes.ALLERGY_CLINICAL,
+            CLINICAL_STATUSES,
+            path="AllergyIntolerance.clinicalStatus",
+        )
+        verification = required_concept_code(
+            resource.get("verificationStatus"),
+            codes.ALLERGY_VERIFICATION,
+            VERIFICATION_STATUSES,
+            path="AllergyIntolerance.verificationStatus",
+        )
         check_code(
             resource.get("criticality"),
             ("low", "high", "unable-to-assess"),
             path="AllergyIntolerance.criticality",
+        )
+        # Never kept as something else: the chart would list it as a current allergy.
+        check_supported(
+            clinical,
+            ("active",),
+            path="AllergyIntolerance.clinicalStatus",
+            why="the chart lists current allergies only and would show this one as active; "
+            "an allergy that no longer applies is removed from the chart",
+        )
+        check_supported(
+            verification,
+            ALLERGY_VERIFICATIONS,  # the codes the chart keeps (the column's values)
+            path="AllergyIntolerance.verificationStatus",
+            why="prolo keeps confirmed and unconfirmed allergies and would list this one as "
+            "a current allergy; an allergy ruled out or entered in error is removed from "
+            "the chart",
         )
         patient_id = referenced_id(
             ctx, resource.get("patient"), "Patient", path="AllergyIntolerance.patient"
@@ -131,6 +189,7 @@ class AllergyIntoleranceMapping(TableMapping):
                 substance=substance[:200],
                 reaction=reaction[:200] if reaction else None,
                 criticality=resource.get("criticality") or "unable-to-assess",
+                verification_status=verification,
             )
         except ValidationError as exc:
             raise pydantic_problem("AllergyIntolerance", exc, _FIELDS) from None
@@ -148,10 +207,11 @@ class AllergyIntoleranceMapping(TableMapping):
                 "AllergyIntolerance.patient cannot move to another patient",
                 expression=["AllergyIntolerance.patient"],
             )
-        row.substance, row.reaction, row.criticality = (
+        row.substance, row.reaction, row.criticality, row.verification_status = (
             data.substance,
             data.reaction,
             data.criticality,
+            data.verification_status,
         )
         audit_write(
             ctx,

@@ -8,6 +8,23 @@ See: https://hl7.org/fhir/R4/condition.html
   FHIR's binding being required; left out, it is active, or resolved when the Condition
   has abated); ``category`` problem-list-item (prolo's diagnoses are the chart's problem
   list); ``bodySite`` as text; ``onsetDateTime`` the onset date; ``recordedDate``;
+- ``verificationStatus`` from condition-ver-status (a required binding): prolo records
+  confirmed diagnoses only, so every diagnosis reads back ``confirmed``. The problem
+  list is what screening (the condition preselected for a patient's screening), the
+  procedure pre-check and course planning act on, and the ``diagnosis`` table has no
+  verification column, so on a write:
+
+  - ``confirmed`` is taken; left out, the diagnosis is taken as before (it then reads
+    back ``confirmed``, which is what prolo's problem list means);
+  - ``unconfirmed``, ``provisional`` and ``differential`` are a 422: prolo has no place
+    for a diagnosis under consideration and would list it as confirmed;
+  - ``refuted`` and ``entered-in-error`` are a 422: prolo would list a ruled-out or
+    mistaken diagnosis on the problem list (a diagnosis entered in error is removed
+    from the chart, not kept). Storing it as ``inactive`` or ``resolved`` instead would
+    say the patient had the condition, so that is not done either;
+  - a code outside the value set, or a verificationStatus without a condition-ver-status
+    coding, is a 400 ``code-invalid``
+    (:func:`~prolo.fhir.resources.base.required_concept_code`);
 - the knowledge-base entry the code matched is an extension
   (``.../StructureDefinition/knowledge-condition``, the condition id).
 
@@ -34,6 +51,7 @@ from prolo.fhir.resources.base import (
     TableMapping,
     audit_write,
     check_patient_writable,
+    check_supported,
     concept_text,
     fhir_date,
     first_coding,
@@ -60,6 +78,34 @@ SYSTEMS = {"icd10cm": codes.ICD10CM, "snomed": codes.SNOMED}
 # codes.CONDITION_CLINICAL; codes.CONDITION_STATUSES maps each to prolo's status):
 # https://hl7.org/fhir/R4/valueset-condition-clinical.html
 CLINICAL_STATUSES = ("active", "recurrence", "relapse", "inactive", "remission", "resolved")
+# Condition.verificationStatus, a CodeableConcept with a required binding in R4 (codes of
+# codes.CONDITION_VER_STATUS): https://hl7.org/fhir/R4/valueset-condition-ver-status.html
+VERIFICATION_STATUSES = (
+    "unconfirmed",
+    "provisional",
+    "differential",
+    "confirmed",
+    "refuted",
+    "entered-in-error",
+)
+CONFIRMED = codes.concept(codes.CONDITION_VER_STATUS, "confirmed", "Confirmed")
+# Why each code prolo cannot keep is refused (the module docstring says more); the 422
+# names it, so a sender (or the importer's report) knows what to do.
+_NOT_CONFIRMED = (
+    "prolo records confirmed diagnoses only and would list this one as confirmed on the "
+    "problem list, which screening and course planning act on"
+)
+_WITHDRAWN = (
+    "prolo would list a ruled-out or mistaken diagnosis on the problem list, which "
+    "screening and course planning act on; one entered in error is removed from the chart"
+)
+_WHY_REFUSED = {
+    "unconfirmed": _NOT_CONFIRMED,
+    "provisional": _NOT_CONFIRMED,
+    "differential": _NOT_CONFIRMED,
+    "refuted": _WITHDRAWN,
+    "entered-in-error": _WITHDRAWN,
+}
 PROBLEM_LIST = codes.concept(codes.CONDITION_CATEGORY, "problem-list-item", "Problem List Item")
 _FIELDS = {
     "code": "Condition.code",
@@ -124,6 +170,7 @@ class ConditionMapping(TableMapping):
                 {"url": codes.PROLO_CONDITION_EXT, "valueString": row.condition_id}
             ]
         resource["clinicalStatus"] = codes.concept(codes.CONDITION_CLINICAL, row.clinical_status)
+        resource["verificationStatus"] = CONFIRMED  # the only kind prolo keeps
         resource["category"] = [PROBLEM_LIST]
         resource["code"] = {
             "coding": [codes.coding(SYSTEMS[row.code_system], row.code, row.display)],
@@ -146,8 +193,21 @@ class ConditionMapping(TableMapping):
             CLINICAL_STATUSES,
             path="Condition.clinicalStatus",
         )
+        verification = required_concept_code(
+            resource.get("verificationStatus"),
+            codes.CONDITION_VER_STATUS,
+            VERIFICATION_STATUSES,
+            path="Condition.verificationStatus",
+        )
         onset = resource.get("onsetDateTime") or (resource.get("onsetPeriod") or {}).get("start")
         onset_date = fhir_date(onset, path="Condition.onsetDateTime")
+        # Never kept as something else: a diagnosis prolo keeps is a confirmed one.
+        check_supported(
+            verification,
+            ("confirmed",),
+            path="Condition.verificationStatus",
+            why=_WHY_REFUSED.get(verification or "", ""),
+        )
         patient_id = referenced_id(
             ctx, resource.get("subject"), "Patient", path="Condition.subject"
         )
