@@ -23,7 +23,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from prolo.discovery import domain_modules
-from prolo.web import commit_after
+from prolo.web import commit_after, is_committing
 
 
 def _self_contained(router: APIRouter) -> bool:
@@ -49,5 +49,8 @@ def include_all(app: FastAPI) -> None:
         if not isinstance(route, APIRoute):
             continue
         call = route.dependant.call
-        if call is not None and not inspect.iscoroutinefunction(call):
-            route.dependant.call = commit_after(call)
+        # The domain routers' route objects are shared by every app built in this
+        # process (tests build many): wrap once, or each app would add a layer.
+        if call is None or inspect.iscoroutinefunction(call) or is_committing(call):
+            continue
+        route.dependant.call = commit_after(call)

@@ -69,7 +69,13 @@ def commit_after(endpoint: Callable[..., Any]) -> Callable[..., Any]:
             session.commit()
         return result
 
+    run.__prolo_commit_after__ = True  # type: ignore[attr-defined]
     return run
+
+
+def is_committing(endpoint: Callable[..., Any]) -> bool:
+    """Whether ``endpoint`` is already wrapped by :func:`commit_after`."""
+    return bool(getattr(endpoint, "__prolo_commit_after__", False))
 
 
 async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
