@@ -243,10 +243,15 @@ def code_param(
     *,
     system: str | None,
     to_db: Callable[[str], str | None] | None = None,
+    nullable: bool = False,
 ) -> Param:
     """A token on a column whose codes come from one system (``system`` None: any).
 
     ``to_db`` maps a FHIR code to the stored one (None when it has no counterpart).
+    ``nullable``: a NULL column is a resource without the element, which ``system|``
+    does not match and ``:not`` does (https://hl7.org/fhir/R4/search.html#token); SQL's
+    ``NOT (NULL = x)`` would drop it. ``column`` may be a constant (``literal``) for an
+    element every resource reads back the same.
     """
 
     def build(value: str, modifier: str | None) -> Clause:
@@ -254,12 +259,12 @@ def code_param(
         if sys is not None and sys != (system or sys):
             clause: Clause = false()
         elif code is None:
-            clause = true()
+            clause = column.is_not(None) if nullable else true()
         else:
             stored = to_db(code) if to_db else code
             clause = false() if stored is None else column == stored
         if modifier == "not":
-            return not_(clause)
+            return or_(not_(clause), column.is_(None)) if nullable else not_(clause)
         if modifier not in (None, "not"):
             raise SearchError(f"{name}: modifier :{modifier} is not supported")
         return clause

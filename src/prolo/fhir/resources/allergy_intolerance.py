@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, String, func, literal
 
 from prolo.fhir import codes
 from prolo.fhir.errors import Unprocessable
@@ -106,6 +106,21 @@ class AllergyIntoleranceMapping(TableMapping):
                 Allergy.criticality,
                 "low | high | unable-to-assess",
                 system="http://hl7.org/fhir/allergy-intolerance-criticality",
+            ),
+            # What reads return: every allergy reads back active.
+            code_param(
+                "clinical-status",
+                literal("active", String),
+                "active (the chart lists current allergies only)",
+                system=codes.ALLERGY_CLINICAL,
+            ),
+            # confirmed | unconfirmed as kept; an allergy with none recorded has none.
+            code_param(
+                "verification-status",
+                Allergy.verification_status,
+                "confirmed | unconfirmed",
+                system=codes.ALLERGY_VERIFICATION,
+                nullable=True,
             ),
             date_param("date", Allergy.recorded_at, "When it was recorded"),
         )

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, and_, false
+from sqlalchemy import ColumnElement, String, and_, false, literal
 
 from prolo.codes import icd10cm_display
 from prolo.fhir import codes
@@ -65,6 +65,7 @@ from prolo.fhir.resources.base import (
 )
 from prolo.fhir.search import (
     Param,
+    code_param,
     date_param,
     reference_param,
     split_token,
@@ -133,13 +134,6 @@ def _code_clause(value: str, modifier: str | None) -> ColumnElement[bool]:
     return ~clause if modifier == "not" else clause
 
 
-def _status_clause(value: str, modifier: str | None) -> ColumnElement[bool]:
-    _system, code = split_token(value)
-    stored = codes.CONDITION_STATUSES.get(code or "")
-    clause = Diagnosis.clinical_status == stored if stored else false()
-    return ~clause if modifier == "not" else clause
-
-
 class ConditionMapping(TableMapping):
     type_name = "Condition"
     model = Diagnosis
@@ -150,7 +144,22 @@ class ConditionMapping(TableMapping):
             reference_param("patient", Diagnosis.patient_id, "Patient", "Who has the condition"),
             reference_param("subject", Diagnosis.patient_id, "Patient", "Who has the condition"),
             Param("code", "token", _code_clause, "ICD-10-CM or SNOMED CT code"),
-            Param("clinical-status", "token", _status_clause, "active | inactive | resolved ..."),
+            # What reads return: the stored status (active, inactive or resolved; a
+            # recurrence or remission written is kept as active or inactive and read back
+            # so, so searching for those codes finds none).
+            code_param(
+                "clinical-status",
+                Diagnosis.clinical_status,
+                "active | inactive | resolved",
+                system=codes.CONDITION_CLINICAL,
+            ),
+            # Every diagnosis reads back confirmed: confirmed finds them all, the rest none.
+            code_param(
+                "verification-status",
+                literal("confirmed", String),
+                "confirmed (prolo records confirmed diagnoses only)",
+                system=codes.CONDITION_VER_STATUS,
+            ),
             date_param("onset-date", Diagnosis.onset_date, "Date of onset"),
             date_param("recorded-date", Diagnosis.recorded_at, "When it was recorded"),
         )
